@@ -1,0 +1,54 @@
+"""The `appliance` command line: one subcommand per job, registered by the module that owns it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# Each module has register(commands, bench) adding its subcommands and its `appliance bench` targets.
+COMMAND_MODULES = (
+    "appliance.cli.core",
+)
+
+
+class CliError(Exception):
+    """A failure to report to the user in one line, with exit status 1 (or `status`)."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="appliance", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    bench_parser = commands.add_parser("bench", help="measure speed, accuracy and robustness; prints figures")
+    bench = bench_parser.add_subparsers(dest="bench", metavar="TARGET", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands, bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except CliError as err:
+        print(f"appliance {args.command}: {err}", file=sys.stderr)
+        return err.status
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

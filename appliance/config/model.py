@@ -1,0 +1,162 @@
+"""The store configuration (store.toml): what the shop sells, where its sensors are, how it runs.
+
+The first sections (store, floor, products, sensors, stock, cameras, issuers) are the contract of
+shared/spec/recording.md; the rest are the appliance's own documented extensions, each optional
+with a safe default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.config.schema import many, named, section, setting
+
+Point2 = tuple[float, float]
+Point3 = tuple[float, float, float]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreInfo:
+    name: str = setting(help="the shop's name, shown on receipts and the owner page")
+    currency: str = setting(help="ISO 4217 currency code, e.g. KRW")
+    timezone: str = setting(help="IANA time zone, e.g. Asia/Seoul")
+    id: str = setting("shop", help="the shop's id in MQTT topics (shop/<id>/...)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Floor:
+    size: Point2 = setting(help="floor extent in x and y, metres; origin at one corner", unit="m")
+    entry: tuple[Point2, Point2] = setting(help="entry line segment; crossing it inward = entering")
+    exit: tuple[Point2, Point2] = setting(help="exit line segment; may be the same as entry")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Product:
+    sku: str = setting(help="unique product code (barcode)")
+    name: str = setting("", help="name printed on the receipt")
+    price: int = setting(help="price in minor units, per unit or per kg when by_weight", min=0)
+    unit_g: float | None = setting(None, help="mean weight of one unit, grams", min=0.001, unit="g")
+    unit_sd_g: float | None = setting(
+        None, help="standard deviation of one unit's weight; default 1% of unit_g, at least 0.5 g", min=0.0
+    )
+    by_weight: bool = setting(False, help="loose goods charged by weight; price is per kg")
+
+    def __post_init__(self) -> None:
+        if not self.sku:
+            raise ValueError("sku must not be empty")
+        if not self.by_weight and self.unit_g is None:
+            raise ValueError(f"product {self.sku!r}: unit_g is required unless by_weight = true")
+
+    @property
+    def unit_spread_g(self) -> float:
+        if self.unit_sd_g is not None:
+            return self.unit_sd_g
+        return max(0.5, 0.01 * (self.unit_g or 0.0))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sensor:
+    id: str = setting(help="unique load-cell id; also its MQTT sensor id")
+    pos: Point3 = setting(help="centre of the plate: x, y on the floor, z height", unit="m")
+    facing: Point2 = setting(help="unit floor vector from the shelf into the aisle")
+    width: float = setting(0.1016, help="plate width along the shelf", min=0.01, max=3.0, unit="m")
+    tare_g: float | None = setting(
+        None, help="reading of the empty plate; enables inventory from absolute weight", unit="g"
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stock:
+    sku: str = setting(help="the product stocked here")
+    sensors: tuple[str, ...] = setting(help="the plates it stands on (a product may span plates)")
+    low: int = setting(2, help="units at or below which a low-stock signal is raised", min=0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Camera:
+    id: str = setting(help="unique camera id")
+    size: tuple[int, int] = setting(help="image width and height in pixels")
+    image_to_floor: tuple[Point3, Point3, Point3] = setting(
+        help="3x3 homography from a floor pixel (u, v, 1) to floor (x, y, w)"
+    )
+    source: str = setting("", help="what to open live: rtsp:// URL, /dev/videoN or a file path")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Issuer:
+    public_key: str = setting(help="base64url of the issuer's 32-byte Ed25519 public key")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShelfSettings:
+    settle_s: float = setting(
+        0.4, help="how long a plate must hold still before a change counts; longer rejects more "
+        "hand noise but delays the event", min=0.1, max=5.0, unit="s",
+    )
+    min_step_g: float = setting(
+        4.0, help="smallest settled change treated as an event", min=0.5, max=1000.0, unit="g"
+    )
+    busy_sigma: float = setting(
+        6.0, help="a reading this many noise sigmas off the stable level marks the plate busy", min=2.0, max=50.0
+    )
+    max_busy_s: float = setting(
+        120.0, help="a plate busy longer than this is re-levelled and the time sent to review", min=5.0,
+        max=3600.0, unit="s",
+    )
+    silent_s: float = setting(
+        10.0, help="a sensor silent this long is reported lost (once) until it returns", min=1.0, max=3600.0,
+        unit="s",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FusionSettings:
+    reach_m: float = setting(
+        0.9, help="farthest a body centre can be from a plate and still take from it", min=0.2, max=3.0, unit="m"
+    )
+    min_confidence: float = setting(
+        0.8, help="lines less certain than this go to the review queue instead of the charge", min=0.0,
+        max=1.0,
+    )
+    resolve_lag_s: float = setting(
+        1.0, help="how long after a shelf event settles the box waits for track data before deciding",
+        min=0.0, max=30.0, unit="s",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GateSettings:
+    bind_window_s: float = setting(
+        20.0, help="how long after a pass is accepted the next people through belong to it", min=1.0,
+        max=300.0, unit="s",
+    )
+    review_wait_s: float = setting(
+        600.0, help="how long a visit's charge waits for the review queue before leaving uncertain lines "
+        "out", min=0.0, max=86400.0, unit="s",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MqttSettings:
+    host: str = setting("127.0.0.1", help="broker address (the box's own Mosquitto by default)")
+    port: int = setting(1883, help="broker port", min=1, max=65535)
+    username: str = setting("appliance", help="the appliance's broker user")
+    password_file: str = setting("", help="file holding the broker password (never the password itself)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreConfig:
+    """A whole store.toml."""
+
+    version: int = setting(help="configuration format version; must be 1", min=1, max=1)
+    store: StoreInfo = setting(help="the shop")
+    floor: Floor = setting(help="the floor plan")
+    products: tuple[Product, ...] = many("what the shop sells")
+    sensors: tuple[Sensor, ...] = many("load cells: plates, bins and scales")
+    stock: tuple[Stock, ...] = many("planogram: which product is stocked on which sensors")
+    cameras: tuple[Camera, ...] = many("ceiling cameras")
+    issuers: dict[str, Issuer] = named("who may sign entry passes")
+    shelves: ShelfSettings = section(ShelfSettings, "step detection on the load cells")
+    fusion: FusionSettings = section(FusionSettings, "who took what")
+    gate: GateSettings = section(GateSettings, "entry, exit and binding people to passes")
+    mqtt: MqttSettings = section(MqttSettings, "the message broker")

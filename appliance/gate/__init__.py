@@ -1,0 +1,1 @@
+"""The gate: entry passes, the replay cache, binding people to visits, and exits."""
