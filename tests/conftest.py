@@ -25,3 +25,39 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def shared() -> Path:
     return shared_path()
+
+
+@pytest.fixture
+def broker(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real Mosquitto on a free loopback port with the box's ACL; yields the running Broker.
+
+    Register devices on `broker.config` before use only through `make_broker` below when a test
+    needs device users; this one has just the appliance user.
+    """
+    from appliance.broker import Broker, BrokerConfig
+
+    b = Broker(BrokerConfig(tmp_path / "broker", shop="test"))
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def make_broker(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A factory: make_broker({"shelf1": "shelf"}) starts a broker with those device users."""
+    from appliance.broker import Broker, BrokerConfig
+
+    started: list[Broker] = []
+
+    def make(devices: dict[str, str], shop: str = "test") -> Broker:
+        cfg = BrokerConfig(tmp_path / f"broker{len(started)}", shop=shop)
+        for user, kind in devices.items():
+            cfg.add_device(user, kind)
+        b = Broker(cfg)
+        b.start()
+        started.append(b)
+        return b
+
+    yield make
+    for b in started:
+        b.stop()

@@ -45,10 +45,10 @@ class ConfigError(ValueError):
 
 def setting(
     default: Any = _REQUIRED,
-    help: str = "",  # noqa: A002 - the field's help text, shown in check-config and the owner page
+    help: str = "",
     *,
-    min: float | None = None,  # noqa: A002
-    max: float | None = None,  # noqa: A002
+    min: float | None = None,
+    max: float | None = None,
     choices: tuple[str, ...] | None = None,
     unit: str = "",
 ) -> Any:
@@ -61,17 +61,17 @@ def setting(
     return dataclasses.field(default=default, metadata=meta)
 
 
-def section(cls: type[T], help: str = "") -> Any:  # noqa: A002
+def section(cls: type[T], help: str = "") -> Any:
     """Declare a nested table whose fields all have defaults."""
     return dataclasses.field(default_factory=cls, metadata={"help": help, "section": True})
 
 
-def many(help: str = "") -> Any:  # noqa: A002
+def many(help: str = "") -> Any:
     """Declare an array of tables (`[[name]]`), empty by default."""
     return dataclasses.field(default=(), metadata={"help": help})
 
 
-def named(help: str = "") -> Any:  # noqa: A002
+def named(help: str = "") -> Any:
     """Declare a table of named tables (`[name.<id>]`), empty by default."""
     return dataclasses.field(default_factory=dict, metadata={"help": help})
 
