@@ -1,11 +1,14 @@
-"""Core-loop commands: check-config, replay, score, sim, import, demo and their benchmarks."""
+"""Core-loop commands: check-config, replay, score, import and their benchmarks."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from appliance.cli import CliError
 from appliance.config import ConfigError, StoreConfig, describe, load_config
 
 
@@ -14,6 +17,27 @@ def register(commands: Any, bench: Any) -> None:
     p.add_argument("file", help="the store.toml to check")
     p.add_argument("--explain", action="store_true", help="also list every setting with its default and help")
     p.set_defaults(func=cmd_check_config)
+
+    p = commands.add_parser("replay", help="run a recording through the appliance and write the receipts")
+    p.add_argument("recording", help="a recording folder (shared/spec/recording.md)")
+    p.add_argument("--out", default="receipts.json", help="where to write the receipts (default receipts.json)")
+    p.add_argument("--from", dest="level", choices=("video", "detections", "tracks"),
+                   help="input level to start from (default: the lowest the recording has)")
+    p.add_argument("--decisions", action="store_true", help="print every shelf event and what became of it")
+    p.set_defaults(func=cmd_replay)
+
+    p = commands.add_parser("score", help="compare receipts with the truth (spec/recording.md, Scoring)")
+    p.add_argument("receipts")
+    p.add_argument("truth")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=cmd_score)
+
+    p = commands.add_parser("import", help="convert another dataset into a recording")
+    sub = p.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    a = sub.add_parser("aifi", help="an AiFi AutoCheckout test case folder")
+    a.add_argument("src")
+    a.add_argument("out")
+    a.set_defaults(func=cmd_import_aifi)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -33,4 +57,70 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{args.file}: ok: {len(cfg.products)} products, {len(cfg.sensors)} sensors, "
         f"{len(cfg.stock)} stock entries, {len(cfg.cameras)} cameras, {len(cfg.issuers)} pass issuers"
     )
+    return 0
+
+
+def _progress(label: str) -> Any:
+    def report(share: float) -> None:
+        print(f"\r{label}: {share:6.1%}", end="\n" if share >= 1.0 else "", file=sys.stderr, flush=True)
+
+    return report
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from appliance.replay import ReplayError, receipts_document, replay, write_json_atomic
+    from appliance.sim.recording import RecordingError, read_recording
+
+    try:
+        rec = read_recording(args.recording)
+        result = replay(rec, args.level, progress=_progress("replay") if sys.stderr.isatty() else None)
+    except (RecordingError, ReplayError) as err:
+        raise CliError(str(err)) from err
+    write_json_atomic(args.out, receipts_document(result))
+    if args.decisions:
+        for d in result.decisions:
+            e = d.event
+            print(f"{e.t_start:.2f}-{e.t_end:.2f} {','.join(e.sensors)} {e.delta_g:+.1f} g: {d.outcome} "
+                  f"{d.visit[:8]} {list(d.items)} p_product={d.product_confidence:.2f} "
+                  f"p_person={d.person_confidence:.2f}")
+    held = sum(len(r.review) for r in result.receipts)
+    print(f"{len(result.receipts)} visits, {sum(len(r.lines) for r in result.receipts)} receipt lines, "
+          f"{held} review items, {len(result.restock)} restock alerts (from {result.level}) -> {args.out}")
+    return 0
+
+
+def _load_json(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise CliError(f"{path}: cannot read: {err.strerror or err}") from err
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CliError(f"{path}: not JSON: {err}") from err
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from appliance.sim.score import ScoreError, score
+
+    try:
+        s = score(_load_json(args.receipts), _load_json(args.truth))
+    except ScoreError as err:
+        raise CliError(str(err)) from err
+    if args.json:
+        print(json.dumps(s.as_json(), sort_keys=True))
+    else:
+        print(f"visits {s.visits}  precision {s.precision:.4f}  recall {s.recall:.4f}  F1 {s.f1:.4f}  "
+              f"exact receipts {s.exact_share:.1%}  overcharge {s.overcharge_share:.3%} of {s.charged} charged  "
+              f"review items {s.review_per_1000:.1f} per 1,000 visits")
+    return 0
+
+
+def cmd_import_aifi(args: argparse.Namespace) -> int:
+    from appliance.sim.aifi import AifiImportError, import_aifi
+
+    try:
+        summary = import_aifi(args.src, args.out)
+    except AifiImportError as err:
+        raise CliError(str(err)) from err
+    print(f"{args.out}: {summary.sensors} sensors, {summary.products} products, {summary.readings} readings "
+          f"over {summary.seconds:.1f} s, {summary.shoppers} shoppers")
     return 0

@@ -90,7 +90,7 @@ class Issuer:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShelfSettings:
     settle_s: float = setting(
-        0.4, help="how long a plate must hold still before a change counts; longer rejects more "
+        1.0, help="how long a plate must hold still before a change counts; longer rejects more "
         "hand noise but delays the event", min=0.1, max=5.0, unit="s",
     )
     min_step_g: float = setting(

@@ -1,0 +1,1 @@
+"""Fusion: which visit took which product, carts, returns, the review queue and the shop-floor loop."""

@@ -1,0 +1,375 @@
+"""The shop floor: one loop from readings, tracks and gate events to carts and receipts.
+
+Live operation, replay and the demo all drive this same object; only the sources differ. Inputs
+arrive in time order (`samples`, `track`, `gate`), and `advance(now)` makes the decisions whose
+time has come: a shelf event is decided `resolve_lag_s` after it settles (so the tracks around it
+have arrived), and a visit is closed once its people have left and every shelf event that began
+before they left is decided. Time comes only from the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from appliance.config import StoreConfig
+from appliance.events import (
+    CartChange,
+    Evidence,
+    GateEvent,
+    Receipt,
+    ReviewItem,
+    SampleBlock,
+    ShelfEvent,
+    TrackPoint,
+)
+from appliance.fusion.assign import NOBODY_SCORE, Reach, plate_shares, reach_score, with_confidence
+from appliance.fusion.carts import Cart, receipt_for
+from appliance.gate.floor import FloorMemory
+from appliance.gate.passes import PassClaims
+from appliance.gate.visits import Visit, VisitBook
+from appliance.shelves.products import Candidate, Hypothesis, Planogram, explain
+from appliance.shelves.steps import StepDetector
+
+logger = logging.getLogger(__name__)
+
+LOOKBACK_S = 1.5
+LOOKAHEAD_S = 0.5
+LOG_SPLIT = math.log(0.3)
+CLOSE_GRACE_S = 2.0
+CLOSE_MAX_WAIT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RestockAlert:
+    """An item put back where it does not belong: staff should move it."""
+
+    t: float
+    sensor: str
+    sku: str
+    qty: int
+
+
+@dataclass(slots=True)
+class PlateExtras:
+    """Things on a plate that are not its planned stock: misplaced products and foreign items."""
+
+    misplaced: dict[str, int] = field(default_factory=dict)
+    foreign: list[float] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Decision:
+    """What became of one shelf event, for the log of a replay and for tests."""
+
+    event: ShelfEvent
+    outcome: str
+    visit: str = ""
+    items: tuple[tuple[str, int, float], ...] = ()
+    product_confidence: float = 0.0
+    person_confidence: float = 0.0
+
+
+class ShopFloor:
+    """Everything between the sources and the charge: step detection, visits, fusion and carts.
+
+    Args:
+        config: the store.
+        exits_from_gate: whether the exit gate reports leavers (else exit-line crossings count).
+    """
+
+    def __init__(self, config: StoreConfig, exits_from_gate: bool = True) -> None:
+        self.config = config
+        self.planogram = Planogram(config)
+        self.steps = StepDetector(config.sensors, config.shelves)
+        self.memory = FloorMemory()
+        self.book = VisitBook(config, self.memory, config.gate.bind_window_s, exits_from_gate)
+        self.sensors = {s.id: s for s in config.sensors}
+        self.touching = {self.steps.ids[i]: [self.steps.ids[j] for j in nb] for i, nb in
+                         enumerate(self.steps.neighbours)}
+        self.carts: dict[str, Cart] = {}
+        self.extras: dict[str, PlateExtras] = {}
+        self.pending: list[ShelfEvent] = []
+        self.closing: list[Visit] = []
+        self.left_recently: dict[str, Visit] = {}
+        self.restock: list[RestockAlert] = []
+        self.decisions: list[Decision] = []
+        self.now = -math.inf
+
+    # --- inputs ------------------------------------------------------------------------------------
+
+    def gate(self, event: GateEvent, claims: PassClaims | None = None) -> None:
+        """An accepted entry (with its verified claims) or an exit."""
+        self._advance_to(event.t)
+        if event.kind == "entry":
+            if claims is None:
+                raise ValueError("an entry needs the verified pass claims")
+            visit = self.book.entry(event, claims)
+            self.carts[visit.nonce] = Cart(visit.nonce)
+        else:
+            self.book.exit(event)
+        self._collect_leavers()
+
+    def track(self, point: TrackPoint) -> None:
+        self._advance_to(point.t)
+        self.memory.add(point)
+        self.book.track(point)
+        self._collect_leavers()
+
+    def samples(self, block: SampleBlock) -> None:
+        if len(block):
+            self._advance_to(float(block.t[-1]))
+        self.pending.extend(self.steps.feed(block))
+
+    def advance(self, now: float) -> list[Receipt]:
+        """Decide what is due at `now` and return the receipts of visits that are complete."""
+        self._advance_to(now)
+        self.pending.extend(self.steps.advance(now))
+        lag = self.config.fusion.resolve_lag_s
+        due = [e for e in self.pending if e.t_end + lag <= now]
+        if due:
+            self.pending = [e for e in self.pending if e.t_end + lag > now]
+            for event in sorted(due, key=lambda e: (e.t_start, e.t_end)):
+                self._decide(event)
+        self.memory.prune(now)
+        return self._finish_visits(now, final=False)
+
+    def finish(self, end: float) -> list[Receipt]:
+        """End of input: settle and decide everything, close every visit."""
+        self._advance_to(end)
+        self.pending.extend(self.steps.flush())
+        for event in sorted(self.pending, key=lambda e: (e.t_start, e.t_end)):
+            self._decide(event)
+        self.pending = []
+        for visit in self.book.close_all(end):
+            self.closing.append(visit)
+        return self._finish_visits(end, final=True)
+
+    def _advance_to(self, t: float) -> None:
+        if t > self.now:
+            self.now = t
+
+    def _collect_leavers(self) -> None:
+        for visit in self.book.leaving():
+            self.closing.append(visit)
+
+    # --- closing visits ---------------------------------------------------------------------------
+
+    def _finish_visits(self, now: float, final: bool) -> list[Receipt]:
+        out: list[Receipt] = []
+        keep: list[Visit] = []
+        oldest = self._oldest_undecided()
+        wait = self.config.shelves.settle_s + self.config.fusion.resolve_lag_s + CLOSE_GRACE_S
+        for visit in self.closing:
+            left = visit.left if visit.left is not None else now
+            ready = now >= left + wait and (oldest is None or oldest > left)
+            if final or ready or now >= left + CLOSE_MAX_WAIT_S:
+                cart = self.carts.pop(visit.nonce, Cart(visit.nonce))
+                out.append(receipt_for(cart, self.planogram.products, self.config.store.currency,
+                                       visit.entered, left))
+                self.left_recently.pop(visit.nonce, None)
+            else:
+                keep.append(visit)
+                self.left_recently[visit.nonce] = visit
+        self.closing = keep
+        return out
+
+    def _oldest_undecided(self) -> float | None:
+        times = [e.t_start for e in self.pending]
+        times += [b.since for b in self.steps._busy.values()]
+        times += [s.t_start for s in self.steps._steps]
+        return min(times) if times else None
+
+    # --- deciding shelf events --------------------------------------------------------------------
+
+    def _candidates(self, event: ShelfEvent) -> list[Reach]:
+        plates = [self.sensors[c.sensor] for c in event.changes]
+        shares = plate_shares([c.delta_g for c in event.changes])
+        t0, t1 = event.t_start - LOOKBACK_S, event.t_end + LOOKAHEAD_S
+        reaches: list[Reach] = []
+        visits = list(self.book.open_visits()) + [v for v in self.closing if v.left is None or
+                                                   v.left >= event.t_start - 1.0]
+        seen: set[str] = set()
+        for visit in visits:
+            if visit.nonce in seen:
+                continue
+            seen.add(visit.nonce)
+            best, hand = 0.0, None
+            for person in visit.people:
+                if person.left is not None and person.left < event.t_start - 1.0:
+                    continue
+                for tid in person.tracks:
+                    h = self.memory.tracks.get(tid)
+                    if h is None:
+                        continue
+                    _, xy, hands = h.window(t0, t1)
+                    score, hp = reach_score(xy, hands, plates, shares, self.config.fusion.reach_m)
+                    if score > best:
+                        best, hand = score, hp
+            if best > 0:
+                reaches.append(Reach(visit.nonce, best, hand))
+        return with_confidence(reaches)
+
+    def _foreign_on(self, plates: Sequence[str]) -> list[Candidate]:
+        out = []
+        for sid in plates:
+            ex = self.extras.get(sid)
+            if ex is None:
+                continue
+            for k, w in enumerate(ex.foreign):
+                out.append(Candidate(f"foreign:{sid}:{k}", w, max(1.0, 0.01 * w), False, frozenset([sid]),
+                                     math.log(0.5)))
+        return out
+
+    def _misplaced_on(self, plates: Sequence[str]) -> dict[str, float]:
+        extra: dict[str, float] = {}
+        for sid in plates:
+            ex = self.extras.get(sid)
+            if ex is not None:
+                for sku, n in ex.misplaced.items():
+                    if n > 0:
+                        extra[sku] = 0.0
+        return extra
+
+    def _explain(self, event: ShelfEvent, reaches: Sequence[Reach]) -> list[Hypothesis]:
+        plates = [c.sensor for c in event.changes]
+        if event.delta_g < 0:
+            extra = self._misplaced_on(plates)
+        else:
+            extra = {}
+            for r in reaches:
+                if r.score < NOBODY_SCORE:
+                    continue
+                cart = self.carts.get(r.visit)
+                if cart is None:
+                    continue
+                prior = math.log(0.3 + 0.7 * r.confidence)
+                for sku in cart.held_skus():
+                    extra[sku] = max(extra.get(sku, -math.inf), prior)
+        return explain(event, self.planogram, extra, self._foreign_on(plates), self.touching)
+
+    def _parts(self, event: ShelfEvent) -> list[ShelfEvent]:
+        """Whole event, or one event per plate when separate explanations fit better."""
+        if len(event.changes) < 2:
+            return [event]
+        whole = self._explain(event, self._candidates(event))[0]
+        singles = [ShelfEvent(event.t_start, event.t_end, (c,)) for c in event.changes
+                   if abs(c.delta_g) >= max(self.config.shelves.min_step_g, 2.0 * c.noise_g)]
+        if len(singles) < 2:
+            return [event]
+        split = sum(self._explain(s, self._candidates(s))[0].log_lik for s in singles)
+        split += LOG_SPLIT * (len(singles) - 1)
+        if whole.unexplained or split > whole.log_lik:
+            return singles
+        return [event]
+
+    def _decide(self, event: ShelfEvent) -> None:
+        for part in self._parts(event):
+            reaches = self._candidates(part)
+            hyps = self._explain(part, reaches)
+            if part.delta_g < 0:
+                self._taken(part, reaches, hyps)
+            else:
+                self._put_down(part, reaches, hyps)
+
+    def _evidence(self, event: ShelfEvent, p_prod: float, p_person: float, note: str) -> Evidence:
+        return Evidence(round(event.t_start, 3), event.sensors, round(event.delta_g, 1), round(p_prod, 3),
+                        round(p_person, 3), note)
+
+    def _record(self, event: ShelfEvent, outcome: str, visit: str = "", hyp: Hypothesis | None = None,
+                p_person: float = 0.0) -> None:
+        items = tuple((i.sku, i.qty, i.grams) for i in hyp.items) if hyp else ()
+        self.decisions.append(Decision(event, outcome, visit, items, hyp.probability if hyp else 0.0, p_person))
+
+    def _review(self, visit: str, event: ShelfEvent, reason: str, hyps: Sequence[Hypothesis],
+                p_prod: float, p_person: float) -> None:
+        cands = tuple((i.sku, i.qty) for h in hyps[:3] if not h.unexplained for i in h.items
+                      if not i.sku.startswith("foreign:"))
+        item = ReviewItem(visit, reason, cands, self._evidence(event, p_prod, p_person, reason))
+        self.carts[visit].review.append(item)
+        self._record(event, f"review: {reason}", visit, hyps[0] if hyps else None, p_person)
+
+    def _taken(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
+        best = hyps[0]
+        who = reaches[0] if reaches and reaches[0].score >= NOBODY_SCORE else None
+        if best.unexplained:
+            if who is not None and abs(event.delta_g) >= 3 * self.config.shelves.min_step_g:
+                self._review(who.visit, event, "weight change matches no product here", hyps, best.probability,
+                             who.confidence)
+            else:
+                self._record(event, "ignored: unexplained")
+            return
+        foreign = [i for i in best.items if i.sku.startswith("foreign:")]
+        for item in foreign:
+            _, sid, k = item.sku.split(":")
+            ex = self.extras[sid]
+            for _ in range(max(1, item.qty)):
+                if ex.foreign:
+                    ex.foreign.pop(min(int(k), len(ex.foreign) - 1))
+        goods = [i for i in best.items if not i.sku.startswith("foreign:")]
+        if not goods:
+            self._record(event, "foreign item taken back", who.visit if who else "", best)
+            return
+        if who is None:
+            logger.info("an item left a shelf with no shopper near it")
+            self._record(event, "ignored: nobody near", "", best)
+            return
+        confidence = best.probability * who.confidence
+        if confidence < self.config.fusion.min_confidence:
+            reason = "which product?" if best.probability < who.confidence else "who took it?"
+            self._review(who.visit, event, reason, hyps, best.probability, who.confidence)
+            return
+        plates = event.sensors
+        for item in goods:
+            for sid in plates:
+                held = self.extras.get(sid)
+                if held and held.misplaced.get(item.sku, 0) > 0:
+                    held.misplaced[item.sku] -= min(item.qty, held.misplaced[item.sku])
+            change = CartChange(who.visit, item.sku, item.qty, item.grams,
+                                self._evidence(event, best.probability, who.confidence, "taken"))
+            self.carts[who.visit].apply(change)
+        self._record(event, "taken", who.visit, best, who.confidence)
+
+    def _put_down(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
+        best = hyps[0]
+        main_plate = max(event.changes, key=lambda c: abs(c.delta_g)).sensor
+        if best.unexplained or all(i.sku.startswith("foreign:") for i in best.items):
+            self.extras.setdefault(main_plate, PlateExtras()).foreign.append(abs(event.delta_g))
+            self._record(event, "foreign item put down", reaches[0].visit if reaches else "", best)
+            return
+        for item in best.items:
+            if item.sku.startswith("foreign:"):
+                continue
+            holder = self._holder(item.sku, item.qty, reaches)
+            if holder is None:
+                # Nobody's cart holds it: not charged to anyone; the plate now carries it.
+                self.extras.setdefault(main_plate, PlateExtras()).foreign.append(
+                    abs(event.delta_g) / max(1, len(best.items)))
+                self._record(event, "put down, no cart holds it", "", best)
+                continue
+            qty = min(item.qty, self.carts[holder.visit].holds(item.sku)) if item.qty else 0
+            grams = -min(item.grams, self.carts[holder.visit].grams.get(item.sku, 0.0)) if item.grams else 0.0
+            if qty == 0 and grams == 0:
+                continue
+            change = CartChange(holder.visit, item.sku, -qty, grams,
+                                self._evidence(event, best.probability, holder.confidence, "returned"))
+            self.carts[holder.visit].apply(change)
+            stocked_here = any(item.sku in self.planogram.on_plate.get(s, ()) for s in event.sensors)
+            if not stocked_here:
+                self.restock.append(RestockAlert(event.t_end, main_plate, item.sku, qty or 1))
+                ex = self.extras.setdefault(main_plate, PlateExtras())
+                ex.misplaced[item.sku] = ex.misplaced.get(item.sku, 0) + (qty or 1)
+            self._record(event, "returned" if stocked_here else "returned to the wrong place", holder.visit, best,
+                         holder.confidence)
+
+    def _holder(self, sku: str, qty: int, reaches: Sequence[Reach]) -> Reach | None:
+        """The cart credited for a returned item: the nearest shopper holding one."""
+        holding = [r for r in reaches if r.visit in self.carts and
+                   (self.carts[r.visit].holds(sku) > 0 or self.carts[r.visit].grams.get(sku, 0.0) > 0)]
+        if holding:
+            return holding[0]
+        others = [Reach(v, 0.0) for v, c in sorted(self.carts.items()) if c.holds(sku) > 0]
+        return others[0] if len(others) == 1 else None
+

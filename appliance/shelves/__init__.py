@@ -1,0 +1,1 @@
+"""Shelves: load-cell ingest, step detection, product inference and inventory."""

@@ -1,0 +1,301 @@
+"""Step detection on load-cell streams: turns absolute, noisy, drifting readings into shelf events.
+
+Each plate has a stable level. While a plate is quiet (every reading near the level and the mean
+of the latest readings on it), the level follows slow drift and the plate's noise is learnt; this
+check runs on whole blocks of readings from all plates at once with numpy, which is what makes a
+store of 850 plates at 60 Hz cheap. A plate whose readings leave the level becomes busy and is
+followed sample by sample until its readings hold still for `settle_s`; the settled level minus the
+old one is the plate's change. A hand that rests and lifts leaves no change; a pick leaves a
+negative one. Plate changes that overlap in time on neighbouring plates of one shelf are grouped
+into one `ShelfEvent` (a product spans plates; a unit can straddle two), and deciding what they
+mean is left to product inference and fusion.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from appliance.config import Sensor, ShelfSettings
+from appliance.events import FloatArray, IntArray, PlateChange, SampleBlock, ShelfEvent
+
+logger = logging.getLogger(__name__)
+
+NOISE_FLOOR_G = 0.3
+NOISE_CEIL_G = 25.0
+INITIAL_NOISE_G = 1.0
+WARMUP_S = 2.0
+LEVEL_TAU_S = 5.0
+NOISE_TAU_S = 3.0
+GROUP_MARGIN_S = 0.6
+
+
+@dataclass(slots=True)
+class _Busy:
+    """A plate being followed sample by sample since its readings left the stable level."""
+
+    since: float
+    t: list[float] = field(default_factory=list)
+    g: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _PlateStep:
+    sensor: int
+    t_start: float
+    t_end: float
+    delta_g: float
+    noise_g: float
+
+
+def shelf_neighbours(sensors: Sequence[Sensor], gap_m: float = 0.03) -> list[list[int]]:
+    """For each plate, the plates beside it on the same shelf (same height and facing, touching)."""
+    out: list[list[int]] = [[] for _ in sensors]
+    for i, a in enumerate(sensors):
+        for j in range(i + 1, len(sensors)):
+            b = sensors[j]
+            if abs(a.pos[2] - b.pos[2]) > 0.05 or math.dist(a.facing, b.facing) > 0.05:
+                continue
+            dx, dy = b.pos[0] - a.pos[0], b.pos[1] - a.pos[1]
+            across = abs(dx * a.facing[0] + dy * a.facing[1])
+            along = abs(-dx * a.facing[1] + dy * a.facing[0])
+            if across < 0.05 and along <= (a.width + b.width) / 2 + gap_m:
+                out[i].append(j)
+                out[j].append(i)
+    return out
+
+
+class StepDetector:
+    """Turns blocks of readings into shelf events; one instance follows every plate of a store.
+
+    Feed `SampleBlock`s in time order with `feed(block)`; it returns the events that became final.
+    An event is final once its plates and their neighbours are quiet again, so a unit straddling two
+    plates is reported as one event with two plate changes. `flush()` returns what is still held.
+
+    A longer `settle_s` rejects more hand noise but delays every event by as much.
+    """
+
+    def __init__(self, sensors: Sequence[Sensor], settings: ShelfSettings) -> None:
+        n = len(sensors)
+        self.sensors = list(sensors)
+        self.ids = [s.id for s in sensors]
+        self.settings = settings
+        self.level: FloatArray = np.full(n, np.nan)
+        self.noise: FloatArray = np.full(n, INITIAL_NOISE_G)
+        self.last_t: FloatArray = np.full(n, -np.inf)
+        self.first_t: FloatArray = np.full(n, np.nan)
+        self.faults = np.zeros(n, dtype=np.int64)
+        self.lost = np.zeros(n, dtype=bool)
+        self.neighbours = shelf_neighbours(sensors)
+        self._busy: dict[int, _Busy] = {}
+        self._steps: list[_PlateStep] = []
+        self._now = -math.inf
+
+    @property
+    def busy_sensors(self) -> list[str]:
+        return [self.ids[i] for i in sorted(self._busy)]
+
+    def feed(self, block: SampleBlock) -> list[ShelfEvent]:
+        """Process readings (sorted by t); returns the shelf events that are final."""
+        if len(block):
+            self._now = max(self._now, float(block.t[-1]))
+            self._process(block.t, block.sensor, block.grams)
+        return self._release(final=False)
+
+    def advance(self, now: float) -> list[ShelfEvent]:
+        """Let time pass without readings (a quiet stretch); releases events and reports silence."""
+        self._now = max(self._now, now)
+        self._check_silence()
+        return self._release(final=False)
+
+    def flush(self) -> list[ShelfEvent]:
+        """End of input: settle what can be settled and return every held event."""
+        for s in list(self._busy):
+            self._settle_at_end(s)
+        return self._release(final=True)
+
+    # --- quiet plates, whole blocks at once -----------------------------------------------------
+
+    def _process(self, t: FloatArray, sensor: IntArray, grams: FloatArray) -> None:
+        fault = np.isnan(grams)
+        if fault.any():
+            np.add.at(self.faults, sensor[fault], 1)
+            t, sensor, grams = t[~fault], sensor[~fault], grams[~fault]
+        if not t.size:
+            return
+        order = np.argsort(sensor, kind="stable")
+        t, sensor, grams = t[order], sensor[order], grams[order]
+        starts = np.flatnonzero(np.r_[True, sensor[1:] != sensor[:-1]])
+        ends = np.r_[starts[1:], sensor.size]
+        ids = sensor[starts]
+        counts = ends - starts
+        block_start = t[starts]
+        block_end = t[ends - 1]
+        prev_t = self.last_t[ids]
+        self.last_t[ids] = block_end
+        if self.lost[ids].any():
+            for s in ids[self.lost[ids]]:
+                logger.info("sensor %s reports again", self.ids[s])
+                self.lost[s] = False
+
+        fresh = np.isnan(self.first_t[ids])
+        self.first_t[ids[fresh]] = block_start[fresh]
+        means = np.add.reduceat(grams, starts) / counts
+        level = np.where(np.isnan(self.level[ids]), means, self.level[ids])
+        self.level[ids] = level
+        dev = grams - np.repeat(level, counts)
+        max_dev = np.maximum.reduceat(np.abs(dev), starts)
+        noise = self.noise[ids]
+        warming = block_end - self.first_t[ids] < WARMUP_S
+        sample_limit = np.maximum(self.settings.busy_sigma * noise, self.settings.min_step_g)
+        mean_limit = np.maximum(2.5 * noise, 0.75 * self.settings.min_step_g)
+        busy_now = (np.fromiter((s in self._busy for s in ids.tolist()), dtype=bool, count=ids.size)
+                    if self._busy else np.zeros(ids.size, dtype=bool))
+        quiet = ~busy_now & (warming | ((max_dev <= sample_limit) & (np.abs(means - level) <= mean_limit)))
+
+        if quiet.any():
+            q = np.flatnonzero(quiet)
+            qids = ids[q]
+            # Follow slow drift and learn each plate's noise (RMS about the level, which includes
+            # the slow oscillation real plates show) with time constants in seconds, not blocks.
+            span = np.where(np.isfinite(prev_t[q]), block_end[q] - prev_t[q], block_end[q] - block_start[q])
+            span = np.maximum(span, 1e-3)
+            tau_level = np.where(warming[q], 0.5, LEVEL_TAU_S)
+            a_level = 1.0 - np.exp(-span / tau_level)
+            a_noise = 1.0 - np.exp(-span / NOISE_TAU_S)
+            ms = np.add.reduceat(dev * dev, starts)[q] / counts[q]
+            self.level[qids] = level[q] + a_level * (means[q] - level[q])
+            rms = np.clip(np.sqrt(ms), NOISE_FLOOR_G, NOISE_CEIL_G)
+            self.noise[qids] = np.sqrt((1 - a_noise) * self.noise[qids] ** 2 + a_noise * rms**2)
+        for k in np.flatnonzero(~quiet):
+            s = int(ids[k])
+            a, b = starts[k], ends[k]
+            self._follow(s, t[a:b], grams[a:b])
+
+    # --- busy plates, sample by sample --------------------------------------------------------------
+
+    def _follow(self, s: int, t: FloatArray, g: FloatArray) -> None:
+        busy = self._busy.get(s)
+        if busy is None:
+            limit = max(self.settings.busy_sigma * self.noise[s], self.settings.min_step_g)
+            away = np.flatnonzero(np.abs(g - self.level[s]) > limit)
+            first = int(away[0]) if away.size else 0
+            busy = self._busy[s] = _Busy(since=float(t[first]))
+            t, g = t[first:], g[first:]
+        busy.t.extend(t.tolist())
+        busy.g.extend(g.tolist())
+        self._try_settle(s, busy)
+
+    def _try_settle(self, s: int, busy: _Busy) -> None:
+        tt = np.asarray(busy.t)
+        gg = np.asarray(busy.g)
+        window = self.settings.settle_s
+        noise = self.noise[s]
+        n = tt.size
+        if n < 3 or tt[-1] - tt[0] < window:
+            return
+        # Earliest end index j whose trailing window [t_j - settle_s, t_j] holds still.
+        start_idx = np.searchsorted(tt, tt - window, side="left")
+        csum = np.r_[0.0, np.cumsum(gg)]
+        csq = np.r_[0.0, np.cumsum(gg * gg)]
+        idx = np.arange(n)
+        cnt = idx - start_idx + 1
+        ok_span = (tt - tt[start_idx] >= 0.8 * window) & (cnt >= 3)
+        mean = (csum[idx + 1] - csum[start_idx]) / cnt
+        var = np.maximum((csq[idx + 1] - csq[start_idx]) / cnt - mean * mean, 0.0)
+        steady = ok_span & (np.sqrt(var) <= 1.5 * noise + 0.5)
+        hits = np.flatnonzero(steady)
+        for j in hits:
+            a = int(start_idx[j])
+            seg = gg[a : j + 1]
+            m = float(seg.mean())
+            if np.max(np.abs(seg - m)) <= 4.0 * noise + 1.0:
+                self._settled(s, busy, a, int(j), m)
+                return
+        if tt[-1] - busy.since > self.settings.max_busy_s:
+            logger.warning("sensor %s busy for over %.0f s; re-levelled", self.ids[s], self.settings.max_busy_s)
+            tail = gg[tt >= tt[-1] - window]
+            self._settled(s, busy, n - tail.size, n - 1, float(np.median(tail)))
+
+    def _settled(self, s: int, busy: _Busy, a: int, j: int, new_level: float) -> None:
+        old = float(self.level[s])
+        delta = new_level - old
+        noise = float(self.noise[s])
+        significant = abs(delta) >= max(self.settings.min_step_g, 2.0 * noise)
+        if significant:
+            self._steps.append(_PlateStep(s, busy.since, busy.t[a], delta, noise))
+        self.level[s] = new_level
+        del self._busy[s]
+        rest_t = np.asarray(busy.t[j + 1 :])
+        rest_g = np.asarray(busy.g[j + 1 :])
+        if rest_t.size:
+            self._process(rest_t, np.full(rest_t.size, s, dtype=np.int64), rest_g)
+
+    def _settle_at_end(self, s: int) -> None:
+        busy = self._busy[s]
+        tt = np.asarray(busy.t)
+        tail = np.asarray(busy.g)[tt >= tt[-1] - self.settings.settle_s]
+        if tail.size >= 3 and float(np.std(tail)) <= 1.5 * self.noise[s] + 0.5:
+            self._settled(s, busy, len(busy.t) - tail.size, len(busy.t) - 1, float(np.mean(tail)))
+        else:
+            del self._busy[s]
+
+    def _check_silence(self) -> None:
+        silent = (self._now - self.last_t > self.settings.silent_s) & np.isfinite(self.last_t) & ~self.lost
+        for s in np.flatnonzero(silent):
+            logger.warning("sensor %s silent for over %.0f s", self.ids[s], self.settings.silent_s)
+            self.lost[s] = True
+
+    # --- grouping plate changes into shelf events ---------------------------------------------
+
+    def _release(self, final: bool) -> list[ShelfEvent]:
+        if not self._steps:
+            return []
+        self._check_silence()
+        steps = sorted(self._steps, key=lambda st: st.t_start)
+        parent = list(range(len(steps)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i, a in enumerate(steps):
+            for j in range(i + 1, len(steps)):
+                b = steps[j]
+                if b.t_start > a.t_end + GROUP_MARGIN_S:
+                    break
+                if b.sensor == a.sensor or b.sensor in self.neighbours[a.sensor]:
+                    parent[root(j)] = root(i)
+        groups: dict[int, list[_PlateStep]] = {}
+        for i, st in enumerate(steps):
+            groups.setdefault(root(i), []).append(st)
+        out: list[ShelfEvent] = []
+        keep: list[_PlateStep] = []
+        for members in groups.values():
+            plates = {m.sensor for m in members}
+            near = plates.union(*(self.neighbours[p] for p in plates))
+            t_end = max(m.t_end for m in members)
+            waiting = any(p in self._busy for p in near) or self._now < t_end + GROUP_MARGIN_S
+            if waiting and not final:
+                keep.extend(members)
+                continue
+            out.append(self._event(members))
+        self._steps = keep
+        out.sort(key=lambda e: (e.t_end, e.t_start))
+        return out
+
+    def _event(self, members: list[_PlateStep]) -> ShelfEvent:
+        by_plate: dict[int, list[_PlateStep]] = {}
+        for m in members:
+            by_plate.setdefault(m.sensor, []).append(m)
+        changes = tuple(
+            PlateChange(self.ids[p], sum(m.delta_g for m in ms), max(m.noise_g for m in ms))
+            for p, ms in sorted(by_plate.items())
+        )
+        return ShelfEvent(min(m.t_start for m in members), max(m.t_end for m in members), changes)
