@@ -35,73 +35,119 @@ def decode_b64url(text: str) -> bytes:
         raise ValueError("not base64url") from err
 
 
-def cross_check(cfg: StoreConfig) -> list[ConfigIssue]:
-    """Checks that need more than one field: unique ids, references, geometry."""
+def _list(raw: Any, key: str) -> list[Any]:
+    value = raw.get(key, []) if isinstance(raw, dict) else []
+    return value if isinstance(value, list) else []
+
+
+def _table(raw: Any, key: str) -> dict[str, Any]:
+    value = raw.get(key, {}) if isinstance(raw, dict) else {}
+    return value if isinstance(value, dict) else {}
+
+
+def _numbers(value: Any, n: int) -> list[float] | None:
+    if isinstance(value, list) and len(value) == n and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    ):
+        return [float(v) for v in value]
+    return None
+
+
+def cross_check(raw: Any) -> list[ConfigIssue]:
+    """Checks that need more than one field: unique ids, references, geometry.
+
+    Runs on the parsed TOML itself, so these problems are reported together with the schema's
+    even when some field elsewhere has the wrong type.
+    """
     issues: list[ConfigIssue] = []
 
     def bad(path: str, message: str) -> None:
         issues.append(ConfigIssue(path, message))
 
-    if not re.fullmatch(r"[A-Z]{3}", cfg.store.currency):
-        bad("store.currency", f"{cfg.store.currency!r} is not an ISO 4217 code; use three capitals such as KRW")
-    try:
-        zoneinfo.ZoneInfo(cfg.store.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        bad("store.timezone", f"{cfg.store.timezone!r} is not a known time zone; use an IANA name like Asia/Seoul")
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", cfg.store.id):
-        bad("store.id", f"{cfg.store.id!r} cannot be an MQTT topic level; use letters, digits, - and _")
+    store = _table(raw, "store")
+    currency = store.get("currency")
+    if isinstance(currency, str) and not re.fullmatch(r"[A-Z]{3}", currency):
+        bad("store.currency", f"{currency!r} is not an ISO 4217 code; use three capitals such as KRW")
+    tz = store.get("timezone")
+    if isinstance(tz, str):
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            bad("store.timezone", f"{tz!r} is not a known time zone; use an IANA name like Asia/Seoul")
+    shop_id = store.get("id", "shop")
+    if isinstance(shop_id, str) and not re.fullmatch(r"[A-Za-z0-9_-]+", shop_id):
+        bad("store.id", f"{shop_id!r} cannot be an MQTT topic level; use letters, digits, - and _")
 
-    sx, sy = cfg.floor.size
-    if sx <= 0 or sy <= 0:
-        bad("floor.size", f"both sides must be positive metres, got {list(cfg.floor.size)}")
-    for name in ("entry", "exit"):
-        seg = getattr(cfg.floor, name)
-        if math.dist(seg[0], seg[1]) < 0.1:
-            bad(f"floor.{name}", "the two points are less than 0.1 m apart; give the two ends of the line")
+    size = _numbers(_table(raw, "floor").get("size"), 2)
+    if size is not None and (size[0] <= 0 or size[1] <= 0):
+        bad("floor.size", f"both sides must be positive metres, got {size}")
 
     skus: dict[str, int] = {}
-    for i, p in enumerate(cfg.products):
-        if p.sku in skus:
-            bad(f"products[{i}].sku", f"duplicate {p.sku!r} (also products[{skus[p.sku]}]); skus must be unique")
+    products = _list(raw, "products")
+    for i, p in enumerate(products):
+        sku = p.get("sku") if isinstance(p, dict) else None
+        if not isinstance(sku, str):
+            continue
+        if sku in skus:
+            bad(f"products[{i}].sku", f"duplicate {sku!r} (also products[{skus[sku]}]); skus must be unique")
         else:
-            skus[p.sku] = i
-    if not cfg.products:
+            skus[sku] = i
+    if not products:
         bad("products", "no products; add at least one [[products]] table")
 
     sensor_ids: dict[str, int] = {}
-    for i, s in enumerate(cfg.sensors):
-        if s.id in sensor_ids:
-            bad(f"sensors[{i}].id", f"duplicate {s.id!r} (also sensors[{sensor_ids[s.id]}]); ids must be unique")
-        else:
-            sensor_ids[s.id] = i
-        norm = math.hypot(*s.facing)
-        if abs(norm - 1.0) > 1e-3:
-            bad(f"sensors[{i}].facing", f"must be a unit vector, length is {norm:.3f}; divide both by {norm:.3f}")
+    for i, sensor in enumerate(_list(raw, "sensors")):
+        if not isinstance(sensor, dict):
+            continue
+        sid = sensor.get("id")
+        if isinstance(sid, str):
+            if sid in sensor_ids:
+                bad(f"sensors[{i}].id", f"duplicate {sid!r} (also sensors[{sensor_ids[sid]}]); ids must be unique")
+            else:
+                sensor_ids[sid] = i
+        facing = _numbers(sensor.get("facing"), 2)
+        if facing is not None:
+            norm = math.hypot(*facing)
+            if abs(norm - 1.0) > 1e-3:
+                fix = f"divide both by {norm:.3f}" if norm > 0 else "point it from the shelf into the aisle"
+                bad(f"sensors[{i}].facing", f"must be a unit vector, length is {norm:.3f}; {fix}")
 
     known_sensors = list(sensor_ids)
-    for i, st in enumerate(cfg.stock):
-        if st.sku not in skus:
-            bad(f"stock[{i}].sku", f"no product {st.sku!r} ({_ids_hint(list(skus))})")
-        if not st.sensors:
-            bad(f"stock[{i}].sensors", "empty; list the plates the product stands on")
-        for j, sid in enumerate(st.sensors):
-            if sid not in sensor_ids:
-                bad(f"stock[{i}].sensors[{j}]", f"no sensor {sid!r} ({_ids_hint(known_sensors)})")
+    for i, st in enumerate(_list(raw, "stock")):
+        if not isinstance(st, dict):
+            continue
+        sku = st.get("sku")
+        if isinstance(sku, str) and sku not in skus:
+            bad(f"stock[{i}].sku", f"no product {sku!r} ({_ids_hint(list(skus))})")
+        plates = st.get("sensors")
+        if isinstance(plates, list):
+            for j, sid in enumerate(plates):
+                if isinstance(sid, str) and sid not in sensor_ids:
+                    bad(f"stock[{i}].sensors[{j}]", f"no sensor {sid!r} ({_ids_hint(known_sensors)})")
 
     cams: set[str] = set()
-    for i, c in enumerate(cfg.cameras):
-        if c.id in cams:
-            bad(f"cameras[{i}].id", f"duplicate {c.id!r}; camera ids must be unique")
-        cams.add(c.id)
-        if c.size[0] <= 0 or c.size[1] <= 0:
-            bad(f"cameras[{i}].size", f"width and height must be positive, got {list(c.size)}")
-        h = np.array(c.image_to_floor, dtype=float)
-        if abs(np.linalg.det(h)) < 1e-12:
+    for i, cam in enumerate(_list(raw, "cameras")):
+        if not isinstance(cam, dict):
+            continue
+        cid = cam.get("id")
+        if isinstance(cid, str):
+            if cid in cams:
+                bad(f"cameras[{i}].id", f"duplicate {cid!r}; camera ids must be unique")
+            cams.add(cid)
+        size2 = _numbers(cam.get("size"), 2)
+        if size2 is not None and min(size2) <= 0:
+            bad(f"cameras[{i}].size", f"width and height must be positive, got {size2}")
+        rows = cam.get("image_to_floor")
+        square = isinstance(rows, list) and len(rows) == 3 and all(_numbers(r, 3) for r in rows)
+        if square and abs(np.linalg.det(np.array(rows, dtype=float))) < 1e-12:
             bad(f"cameras[{i}].image_to_floor", "the matrix is singular; recompute it from four floor points")
 
-    for name, issuer in cfg.issuers.items():
+    for name, issuer in _table(raw, "issuers").items():
+        key_text = issuer.get("public_key") if isinstance(issuer, dict) else None
+        if not isinstance(key_text, str):
+            continue
         try:
-            key = decode_b64url(issuer.public_key)
+            key = decode_b64url(key_text)
         except ValueError:
             key = b""
         if len(key) != 32:
@@ -112,8 +158,7 @@ def cross_check(cfg: StoreConfig) -> list[ConfigIssue]:
 def parse_config(raw: Any, source: str = "") -> StoreConfig:
     """Validate parsed TOML; raises ConfigError listing every problem."""
     cfg, issues = build(StoreConfig, raw)
-    if cfg is not None:
-        issues.extend(cross_check(cfg))
+    issues.extend(cross_check(raw))
     if issues or cfg is None:
         raise ConfigError(issues, source)
     return cfg

@@ -1,0 +1,153 @@
+"""A tiny hand-built shop for unit tests: one shelf of plates, scripted readings and positions.
+
+Not a simulator: each test states exactly what happens (who stands where, which plate changes by
+how much), so a failure points at one decision of the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from appliance.config import StoreConfig, parse_config
+from appliance.events import GateEvent, SampleBlock, TrackPoint
+from appliance.fusion.loop import ShopFloor
+from appliance.gate.passes import issue_pass, parse_pass_unchecked, public_key_b64
+
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+T0 = 1_700_000_000.0
+
+
+def store_raw(plates: int = 8, products: list[dict[str, Any]] | None = None,
+              stock: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One gondola along y = 4.0 facing -y, plates 0.1 m wide from x = 1.0; entry/exit on y = 0."""
+    sensors = [{"id": f"g1.s1.p{i + 1}", "pos": [1.0 + 0.1 * i, 4.0, 1.0], "facing": [0.0, -1.0],
+                "width": 0.1, "tare_g": 500.0} for i in range(plates)]
+    products = products or [
+        {"sku": "cola", "name": "Cola 500 ml", "price": 1500, "unit_g": 521.0, "unit_sd_g": 2.0},
+        {"sku": "cider", "name": "Cider 500 ml", "price": 1400, "unit_g": 515.0, "unit_sd_g": 2.0},
+        {"sku": "gum", "name": "Gum", "price": 900, "unit_g": 32.0, "unit_sd_g": 0.5},
+        {"sku": "water1l", "name": "Water 1 L", "price": 1200, "unit_g": 1040.0, "unit_sd_g": 3.0},
+    ]
+    stock = stock or [
+        {"sku": "cola", "sensors": ["g1.s1.p1", "g1.s1.p2"]},
+        {"sku": "cider", "sensors": ["g1.s1.p3"]},
+        {"sku": "gum", "sensors": ["g1.s1.p4"]},
+        {"sku": "water1l", "sensors": ["g1.s1.p6", "g1.s1.p7"]},
+    ]
+    return {
+        "version": 1,
+        "store": {"name": "Test shop", "currency": "KRW", "timezone": "Asia/Seoul"},
+        "floor": {"size": [6.0, 5.0], "entry": [[0.5, 0.0], [1.5, 0.0]], "exit": [[2.0, 0.0], [3.0, 0.0]]},
+        "products": products,
+        "sensors": sensors,
+        "stock": stock,
+        "issuers": {"demo-pay": {"public_key": public_key_b64(KEY)}},
+    }
+
+
+def make_pass(nonce: str, t: float, party: int = 1) -> str:
+    return issue_pass(KEY, {"iss": "demo-pay", "tok": "cus_x/pm_y", "iat": int(t), "exp": int(t) + 300,
+                            "nonce": nonce, "party": party})
+
+
+@dataclass
+class Script:
+    """What happens in the test shop, in data time: readings per plate and positions per person."""
+
+    config: StoreConfig
+    rate: float = 20.0
+    noise: float = 0.8
+    seed: int = 1
+    levels: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    hands: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+    walks: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+    gate: list[GateEvent] = field(default_factory=list)
+
+    @classmethod
+    def shop(cls, **kw: Any) -> Script:
+        return cls(parse_config(store_raw(**kw)))
+
+    def set_level(self, sensor: str, t: float, grams: float, press: tuple[float, float] | None = None) -> None:
+        """From time t the plate reads `grams`; `press` = (seconds, extra grams) of hand before."""
+        self.levels.setdefault(sensor, []).append((t, grams))
+        if press is not None:
+            self.hands.setdefault(sensor, []).append((t - press[0], t, press[1]))
+
+    def change(self, sensor: str, t: float, delta: float, press: tuple[float, float] | None = (1.0, 300.0)) -> None:
+        before = self.level_at(sensor, t)
+        self.set_level(sensor, t, before + delta, press)
+
+    def level_at(self, sensor: str, t: float) -> float:
+        pts = sorted(self.levels.get(sensor, [(0.0, 1500.0)]))
+        level = 1500.0
+        for ti, g in pts:
+            if ti <= t:
+                level = g
+        return level
+
+    def walk(self, track: str, points: list[tuple[float, float, float]]) -> None:
+        """A person's path: (t, x, y) waypoints, walked linearly; reported at 10 Hz."""
+        self.walks[track] = points
+
+    def enter(self, nonce: str, t: float, party: int = 1, track: str = "") -> None:
+        self.gate.append(GateEvent(t, "entry", make_pass(nonce, t, party), track))
+
+    def leave(self, t: float, track: str = "") -> None:
+        self.gate.append(GateEvent(t, "exit", "", track))
+
+    def samples(self, t0: float, t1: float) -> SampleBlock:
+        rng = np.random.default_rng(self.seed)
+        ts, ss, gs = [], [], []
+        ids = [s.id for s in self.config.sensors]
+        times = np.arange(t0, t1, 1.0 / self.rate)
+        for i, sid in enumerate(ids):
+            g = np.array([self.level_at(sid, t) for t in times])
+            for a, b, extra in self.hands.get(sid, []):
+                on = (times >= a) & (times < b)
+                g[on] += extra + rng.normal(0, 40.0, on.sum())
+            g += rng.normal(0, self.noise, times.size)
+            ts.append(times)
+            ss.append(np.full(times.size, i))
+            gs.append(g)
+        t = np.concatenate(ts)
+        order = np.argsort(t, kind="stable")
+        return SampleBlock(t[order], np.concatenate(ss)[order].astype(np.int64), np.concatenate(gs)[order])
+
+    def points(self) -> list[TrackPoint]:
+        out = []
+        for track, pts in self.walks.items():
+            tt = np.array([p[0] for p in pts])
+            for t in np.arange(tt[0], tt[-1] + 1e-9, 0.1):
+                x = float(np.interp(t, tt, [p[1] for p in pts]))
+                y = float(np.interp(t, tt, [p[2] for p in pts]))
+                out.append(TrackPoint(round(float(t), 3), track, x, y))
+        return sorted(out, key=lambda p: (p.t, p.track))
+
+    def run(self, t0: float, t1: float) -> tuple[ShopFloor, dict[str, dict[str, int]]]:
+        """Run the loop over [t0, t1); returns it and each visit's charged units {nonce: {sku: qty}}."""
+        floor = ShopFloor(self.config, exits_from_gate=any(e.kind == "exit" for e in self.gate))
+        block = self.samples(t0, t1)
+        stream = sorted([(e.t, 0, e) for e in self.gate] + [(p.t, 1, p) for p in self.points()],
+                        key=lambda x: (x[0], x[1]))
+        receipts = []
+        k = 0
+        for tick in np.arange(t0 + 0.25, t1 + 0.25, 0.25):
+            while k < len(stream) and stream[k][0] < tick:
+                item = stream[k][2]
+                if isinstance(item, GateEvent):
+                    claims = parse_pass_unchecked(item.pass_text) if item.kind == "entry" else None
+                    floor.gate(item, claims)
+                else:
+                    floor.track(item)
+                k += 1
+            sel = (block.t >= tick - 0.25) & (block.t < tick)
+            floor.samples(SampleBlock(block.t[sel], block.sensor[sel], block.grams[sel]))
+            receipts += floor.advance(float(tick))
+        receipts += floor.finish(t1)
+        charged = {r.visit: {ln.sku: ln.qty for ln in r.lines} for r in receipts}
+        self.receipts = receipts
+        return floor, charged

@@ -1,0 +1,116 @@
+"""The shop-floor loop end to end on a hand-built shelf: who took what, returns, groups, review."""
+
+from __future__ import annotations
+
+from shopkit import T0, Script
+
+
+def _shopper(s: Script, track: str, x: float, t_in: float, t_at: float, t_out: float) -> None:
+    """Walk in at the entry, stand in front of x from t_at to t_out - 4, walk out through the exit."""
+    s.walk(track, [(t_in, 1.0, 0.3), (t_at, x, 3.45), (t_out - 4.0, x, 3.45), (t_out, 2.5, 0.2),
+                   (t_out + 1, 2.5, -0.5)])
+
+
+def test_a_single_shopper_taking_one_bottle_is_charged_exactly_that():
+    s = Script.shop()
+    s.enter("AAAAAAAAAAAAAAAAAAAAAA", T0 + 1)
+    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
+    s.change("g1.s1.p1", T0 + 9, -521.0)
+    s.leave(T0 + 20)
+    _floor, charged = s.run(T0, T0 + 30)
+    assert charged == {"AAAAAAAAAAAAAAAAAAAAAA": {"cola": 1}}
+
+
+def test_taking_two_units_at_once_charges_two():
+    s = Script.shop()
+    s.enter("BBBBBBBBBBBBBBBBBBBBBB", T0 + 1)
+    _shopper(s, "t1", 1.2, T0 + 1, T0 + 6, T0 + 20)
+    s.change("g1.s1.p3", T0 + 9, -1030.0)
+    s.leave(T0 + 20)
+    _, charged = s.run(T0, T0 + 30)
+    assert charged == {"BBBBBBBBBBBBBBBBBBBBBB": {"cider": 2}}
+
+
+def test_a_hand_resting_on_the_shelf_charges_nothing():
+    s = Script.shop()
+    s.enter("CCCCCCCCCCCCCCCCCCCCCC", T0 + 1)
+    _shopper(s, "t1", 1.3, T0 + 1, T0 + 6, T0 + 20)
+    s.hands["g1.s1.p4"] = [(T0 + 8, T0 + 12, 900.0)]
+    s.leave(T0 + 20)
+    _, charged = s.run(T0, T0 + 30)
+    assert charged == {"CCCCCCCCCCCCCCCCCCCCCC": {}}
+
+
+def test_putting_an_item_back_on_the_same_plate_credits_the_cart():
+    s = Script.shop()
+    s.enter("DDDDDDDDDDDDDDDDDDDDDD", T0 + 1)
+    _shopper(s, "t1", 1.3, T0 + 1, T0 + 6, T0 + 25)
+    s.change("g1.s1.p4", T0 + 8, -64.0)
+    s.change("g1.s1.p4", T0 + 14, +32.0)
+    s.leave(T0 + 25)
+    _, charged = s.run(T0, T0 + 35)
+    assert charged == {"DDDDDDDDDDDDDDDDDDDDDD": {"gum": 1}}
+
+
+def test_putting_an_item_back_on_the_wrong_shelf_credits_the_cart_and_flags_restocking():
+    s = Script.shop()
+    s.enter("EEEEEEEEEEEEEEEEEEEEEE", T0 + 1)
+    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 25)
+    s.change("g1.s1.p1", T0 + 8, -521.0)
+    s.change("g1.s1.p5", T0 + 14, +521.0)
+    s.leave(T0 + 25)
+    floor, charged = s.run(T0, T0 + 35)
+    assert charged == {"EEEEEEEEEEEEEEEEEEEEEE": {}}
+    assert [(a.sensor, a.sku, a.qty) for a in floor.restock] == [("g1.s1.p5", "cola", 1)]
+
+
+def test_an_item_put_down_that_no_cart_holds_is_charged_to_nobody():
+    s = Script.shop()
+    s.enter("FFFFFFFFFFFFFFFFFFFFFF", T0 + 1)
+    _shopper(s, "t1", 1.45, T0 + 1, T0 + 6, T0 + 25)
+    s.change("g1.s1.p5", T0 + 8, +733.0)   # the shopper's own flask
+    s.change("g1.s1.p5", T0 + 14, -733.0)  # ... taken back again
+    s.leave(T0 + 25)
+    _, charged = s.run(T0, T0 + 35)
+    assert charged == {"FFFFFFFFFFFFFFFFFFFFFF": {}}
+
+
+def test_of_two_shoppers_at_one_gondola_the_one_in_front_of_the_plate_is_charged():
+    s = Script.shop()
+    s.enter("GGGGGGGGGGGGGGGGGGGGGG", T0 + 1)
+    s.enter("HHHHHHHHHHHHHHHHHHHHHH", T0 + 3)
+    _shopper(s, "t1", 0.9, T0 + 1, T0 + 6, T0 + 22)
+    _shopper(s, "t2", 1.6, T0 + 3, T0 + 8, T0 + 24)
+    s.change("g1.s1.p7", T0 + 12, -1040.0)
+    s.leave(T0 + 22)
+    s.leave(T0 + 24)
+    _, charged = s.run(T0, T0 + 35)
+    assert charged == {"GGGGGGGGGGGGGGGGGGGGGG": {}, "HHHHHHHHHHHHHHHHHHHHHH": {"water1l": 1}}
+
+
+def test_a_party_on_one_pass_shares_one_cart():
+    s = Script.shop()
+    s.enter("IIIIIIIIIIIIIIIIIIIIII", T0 + 1, party=2)
+    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 25)
+    _shopper(s, "t2", 1.65, T0 + 1.5, T0 + 7, T0 + 26)
+    s.change("g1.s1.p1", T0 + 10, -521.0)
+    s.change("g1.s1.p7", T0 + 14, -1040.0)
+    s.leave(T0 + 25)
+    s.leave(T0 + 26)
+    _, charged = s.run(T0, T0 + 35)
+    assert charged == {"IIIIIIIIIIIIIIIIIIIIII": {"cola": 1, "water1l": 1}}
+
+
+def test_when_nobody_can_be_told_apart_the_line_waits_for_review_instead_of_being_charged():
+    s = Script.shop()
+    s.enter("JJJJJJJJJJJJJJJJJJJJJJ", T0 + 1)
+    s.enter("KKKKKKKKKKKKKKKKKKKKKK", T0 + 2)
+    _shopper(s, "t1", 1.25, T0 + 1, T0 + 6, T0 + 22)
+    _shopper(s, "t2", 1.25, T0 + 2, T0 + 7, T0 + 23)  # both right in front of the same plate
+    s.change("g1.s1.p3", T0 + 12, -515.0)
+    s.leave(T0 + 22)
+    s.leave(T0 + 23)
+    _floor, charged = s.run(T0, T0 + 35)
+    assert charged == {"JJJJJJJJJJJJJJJJJJJJJJ": {}, "KKKKKKKKKKKKKKKKKKKKKK": {}}
+    held = [item for r in s.receipts for item in r.review]
+    assert len(held) == 1 and held[0].candidates[0] == ("cider", 1)
