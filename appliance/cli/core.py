@@ -32,6 +32,13 @@ def register(commands: Any, bench: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_score)
 
+    b = bench.add_parser("shelves", help="weight pipeline throughput on one core (850 load cells at 60 Hz)")
+    b.add_argument("--sensors", type=int, default=850)
+    b.add_argument("--hz", type=float, default=60.0)
+    b.add_argument("--seconds", type=float, default=60.0, help="data time to process")
+    b.add_argument("--picks-per-second", type=float, default=1.0)
+    b.set_defaults(func=cmd_bench_shelves)
+
     p = commands.add_parser("import", help="convert another dataset into a recording")
     sub = p.add_subparsers(dest="format", metavar="FORMAT", required=True)
     a = sub.add_parser("aifi", help="an AiFi AutoCheckout test case folder")
@@ -123,4 +130,25 @@ def cmd_import_aifi(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from err
     print(f"{args.out}: {summary.sensors} sensors, {summary.products} products, {summary.readings} readings "
           f"over {summary.seconds:.1f} s, {summary.shoppers} shoppers")
+    return 0
+
+
+def pin_one_core() -> str:
+    """Run this process on a single CPU so a per-core figure means what it says."""
+    import os
+
+    try:
+        cpu = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+        return f"pinned to CPU {cpu}"
+    except (AttributeError, OSError):
+        return "not pinned (no affinity control here)"
+
+
+def cmd_bench_shelves(args: argparse.Namespace) -> int:
+    from appliance.bench.shelves import report, run_shelf_bench
+
+    pinned = pin_one_core()
+    result = run_shelf_bench(args.sensors, args.hz, args.seconds, args.picks_per_second)
+    print(report(result) + f"; {pinned}")
     return 0

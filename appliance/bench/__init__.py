@@ -1,0 +1,1 @@
+"""Benchmarks behind `appliance bench ...`: each prints its figures and the conditions they were measured in."""
