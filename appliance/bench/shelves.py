@@ -9,7 +9,6 @@ each payload, order the samples, detect steps, and explain each event by product
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from dataclasses import dataclass
@@ -89,7 +88,7 @@ def make_payloads(cfg: StoreConfig, hz: float, seconds: float, picks_per_s: floa
     ids = [s.id for s in cfg.sensors]
     seqs = [0] * n
     for k in range(0, times.size, BATCH):
-        ts_ms = int(round(times[k] * 1000))
+        ts_ms = int(times[k] * 1000 + 0.5)
         for i in range(n):
             g = [round(float(v), 1) for v in grams[i, k:k + BATCH]]
             payloads.append((times[min(k + BATCH, times.size) - 1], ids[i],
@@ -133,8 +132,7 @@ def run_shelf_bench(n_sensors: int = 850, hz: float = 60.0, seconds: float = 60.
 
 def report(r: ShelfBenchResult) -> str:
     cond = (f"{r.sensors} load cells at {r.hz:g} Hz, {r.data_s:g} s of data, {r.payloads} MQTT batches of "
-            f"{BATCH} samples, {r.events} shelf events; one process, one thread "
-            f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), {platform.processor() or platform.machine()}, "
-            f"Python {platform.python_version()}")
+            f"{BATCH} samples, {r.events} shelf events; one process, one thread, "
+            f"{platform.machine()}, Python {platform.python_version()}, numpy {np.__version__}")
     return (f"shelves: {r.samples_per_s:,.0f} samples/s on one core (CPU {r.cpu_s:.2f} s, wall {r.wall_s:.2f} s), "
             f"{r.realtime_ratio:.1f}x real time (target >= 10x)\n  conditions: {cond}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import queue
 import threading
 from collections.abc import Callable, Sequence
