@@ -74,7 +74,7 @@ def _check(payload: bytes, now_ms: int) -> tuple[int, int, float, list[Any]]:
         raise PayloadError("bad_ts", "ts must be integer milliseconds")
     if type(seq) is not int or seq < 0:
         raise PayloadError("bad_seq", "seq must be a non-negative integer")
-    if type(hz) not in (int, float) or not 0 < hz <= 1000:
+    if isinstance(hz, bool) or not isinstance(hz, (int, float)) or not 0 < hz <= 1000:
         raise PayloadError("bad_hz", "hz must be a number in (0, 1000]")
     if type(g) is not list or not g:
         raise PayloadError("bad_g", "g must be a non-empty list")
