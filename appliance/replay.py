@@ -20,7 +20,7 @@ import numpy as np
 from appliance.events import GateEvent, Receipt, TrackPoint
 from appliance.fusion.loop import Decision, RestockAlert, ShopFloor
 from appliance.gate.passes import PassClaims, parse_pass_unchecked
-from appliance.shelves.inventory import PlateStock, stock_levels
+from appliance.shelves.inventory import LowStock, PlateStock
 from appliance.sim.recording import Recording
 
 TICK_S = 0.25
@@ -36,6 +36,7 @@ class ReplayResult:
     receipts: list[Receipt]
     restock: list[RestockAlert]
     inventory: list[PlateStock]
+    low_stock: list[LowStock]
     decisions: list[Decision]
     level: str
 
@@ -114,8 +115,8 @@ def replay(rec: Recording, level: str | None = None, progress: Progress | None =
     order = {e.pass_text: i for i, e in enumerate(rec.gate) if e.kind == "entry"}
     nonce_order = {parse_pass_unchecked(p).nonce: i for p, i in order.items()}
     receipts.sort(key=lambda r: nonce_order.get(r.visit, len(nonce_order)))
-    inventory = stock_levels(rec.config, floor.steps)
-    return ReplayResult(receipts, floor.restock, inventory, floor.decisions, level)
+    inventory = floor.inventory.levels(floor.steps)
+    return ReplayResult(receipts, floor.restock, inventory, floor.low_stock, floor.decisions, level)
 
 
 def receipts_document(result: ReplayResult) -> dict[str, Any]:
@@ -145,6 +146,7 @@ def receipts_document(result: ReplayResult) -> dict[str, Any]:
         "restock": [{"t": round(a.t, 3), "sensor": a.sensor, "sku": a.sku, "qty": a.qty} for a in result.restock],
         "inventory": [{"sku": s.sku, "sensors": list(s.sensors), "units": s.units, "low": s.low}
                       for s in result.inventory],
+        "low_stock": [{"t": round(a.t, 3), "sku": a.sku, "units": a.units} for a in result.low_stock],
     }
 
 

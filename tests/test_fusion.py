@@ -114,3 +114,19 @@ def test_when_nobody_can_be_told_apart_the_line_waits_for_review_instead_of_bein
     assert charged == {"JJJJJJJJJJJJJJJJJJJJJJ": {}, "KKKKKKKKKKKKKKKKKKKKKK": {}}
     held = [item for r in s.receipts for item in r.review]
     assert len(held) == 1 and held[0].candidates[0] == ("cider", 1)
+
+
+def test_taking_the_last_units_raises_one_low_stock_signal():
+    s = Script.shop()
+    for sid in ("g1.s1.p1", "g1.s1.p2"):
+        s.set_level(sid, 0.0, 500.0 + 1.5 * 521.0)  # three colas over two plates (tare 500 g each)
+    s.enter("LLLLLLLLLLLLLLLLLLLLLL", T0 + 1)
+    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 25)
+    s.change("g1.s1.p1", T0 + 9, -521.0)
+    s.change("g1.s1.p1", T0 + 14, -521.0)
+    s.leave(T0 + 25)
+    floor, charged = s.run(T0, T0 + 35)
+    assert charged == {"LLLLLLLLLLLLLLLLLLLLLL": {"cola": 2}}
+    assert [(a.sku, a.units) for a in floor.low_stock] == [("cola", 2)]
+    cola = next(x for x in floor.inventory.levels(floor.steps) if x.sku == "cola")
+    assert cola.units == 1 and cola.low

@@ -30,6 +30,7 @@ from appliance.fusion.carts import Cart, receipt_for
 from appliance.gate.floor import FloorMemory
 from appliance.gate.passes import PassClaims
 from appliance.gate.visits import Visit, VisitBook
+from appliance.shelves.inventory import Inventory, LowStock
 from appliance.shelves.products import Candidate, Hypothesis, Planogram, explain
 from appliance.shelves.steps import StepDetector
 
@@ -95,6 +96,8 @@ class ShopFloor:
         self.closing: list[Visit] = []
         self.left_recently: dict[str, Visit] = {}
         self.restock: list[RestockAlert] = []
+        self.inventory = Inventory(config)
+        self.low_stock: list[LowStock] = []
         self.decisions: list[Decision] = []
         self.now = -math.inf
 
@@ -266,6 +269,9 @@ class ShopFloor:
         return [event]
 
     def _decide(self, event: ShelfEvent) -> None:
+        for alert in self.inventory.check(event.t_end, event.sensors, self.steps):
+            logger.info("low stock: %s (%d left)", alert.sku, alert.units)
+            self.low_stock.append(alert)
         for part in self._parts(event):
             reaches = self._candidates(part)
             hyps = self._explain(part, reaches)
