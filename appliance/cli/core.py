@@ -32,6 +32,13 @@ def register(commands: Any, bench: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_score)
 
+    p = commands.add_parser("demo", help="play a simulated shop through the appliance in the terminal")
+    p.add_argument("--scenario", default="rush", help="simulator scenario (see `appliance sim list`)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--speed", type=float, default=1.0, help="times real time; 0 = as fast as possible")
+    p.add_argument("--recording", help="play this recording folder instead of simulating one")
+    p.set_defaults(func=cmd_demo)
+
     b = bench.add_parser("shelves", help="weight pipeline throughput on one core (850 load cells at 60 Hz)")
     b.add_argument("--sensors", type=int, default=850)
     b.add_argument("--hz", type=float, default=60.0)
@@ -151,4 +158,22 @@ def cmd_bench_shelves(args: argparse.Namespace) -> int:
     pinned = pin_one_core()
     result = run_shelf_bench(args.sensors, args.hz, args.seconds, args.picks_per_second)
     print(report(result) + f"; {pinned}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from appliance.demo import play
+    from appliance.sim.recording import RecordingError, read_recording
+
+    try:
+        if args.recording:
+            rec = read_recording(args.recording)
+        else:
+            from appliance.sim.live import simulated_recording
+
+            print(f"simulating scenario {args.scenario!r} (seed {args.seed}) ...", file=sys.stderr)
+            rec = simulated_recording(args.scenario, args.seed)
+    except (RecordingError, KeyError, ValueError) as err:
+        raise CliError(str(err)) from err
+    play(rec, speed=args.speed)
     return 0
