@@ -175,7 +175,7 @@ def _plate(shop: Shop, index: int, opening: float, steps: list[Step], presses: l
     shelf = shop.shelves[plate.shelf]
     rate = plate.rate_hz * (1.0 + float(rng.normal(0.0, 50e-6)))
     phase = float(rng.uniform(0.0, 1.0 / rate))
-    n = int(math.floor((t1 - t0 - phase) * rate)) + 1
+    n = math.floor((t1 - t0 - phase) * rate) + 1
     ts = t0 + phase + np.arange(n) / rate + rng.normal(0.0, profile.jitter_s, n)
     ts.sort()
 

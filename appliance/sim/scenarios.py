@@ -100,13 +100,13 @@ def _u(sc: Scene, lo: float, hi: float) -> float:
 
 
 def _first(sc: Scene) -> float:
-    return sc.start + _u(sc, 3.0, 8.0)
+    return sc.start + _u(sc, 5.0, 12.0)
 
 
 def _glance(sc: Scene, p: Shopper, exclude: tuple[str, ...] = ()) -> None:
     """Walk up to some product and look at it for a moment."""
     p.go_to(_key(sc, exclude))
-    p.wait(_u(sc, 1.0, 5.0))
+    p.wait(_u(sc, 1.0, 8.0))
 
 
 def _errand(sc: Scene, p: Shopper, hard: float = 0.0) -> None:
@@ -125,7 +125,9 @@ def _errand(sc: Scene, p: Shopper, hard: float = 0.0) -> None:
     names = list(behaviours)
     weights = [behaviours[n] for n in names]
     total = sum(weights)
-    for _ in range(int(rng.integers(1, 5))):
+    for _ in range(int(rng.integers(1, 6))):
+        for _ in range(int(rng.integers(0, 3))):
+            _glance(sc, p)
         what = names[int(rng.choice(len(names), p=[w / total for w in weights]))]
         key = _key(sc)
         if what == "take":

@@ -71,7 +71,7 @@ class Scene:
         if not 1 <= party <= 4:
             raise ValueError(f"party must be 1-4, got {party}")
         nonce = b64url_encode(self.rng.bytes(16))
-        iat = int(math.floor(at - float(self.rng.uniform(5.0, 120.0))))
+        iat = math.floor(at - float(self.rng.uniform(5.0, 120.0)))
         tok = f"cus_{self.rng.bytes(7).hex()}/pm_card_{_CARD_BRANDS[int(self.rng.integers(len(_CARD_BRANDS)))]}"
         payload = {"iss": ISSUER, "tok": tok, "iat": iat, "exp": iat + 300, "nonce": nonce, "party": party}
         visit = Visit(nonce, issue_pass(issuer_key(self.shop.seed), payload), party, at)

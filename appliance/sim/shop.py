@@ -298,14 +298,14 @@ def default_shop(seed: int = 0) -> Shop:
             plan = _PLANOGRAM[g][number - 1]
             edges = np.cumsum([0.0, *widths])
             k = 0
-            for entry, n in plan:
+            for what, n in plan:
                 lo, hi = float(edges[k]), float(edges[k + n])
-                if isinstance(entry, tuple):
+                if isinstance(what, tuple):
                     mid = (lo + hi) / 2
-                    place(shelf, entry[0], lo, mid)
-                    place(shelf, entry[1], mid, hi)
+                    place(shelf, what[0], lo, mid)
+                    place(shelf, what[1], mid, hi)
                 else:
-                    place(shelf, entry, lo, hi)
+                    place(shelf, what, lo, hi)
                 k += n
             if k != len(widths):
                 raise ValueError(f"planogram for g{g}.s{number} fills {k} of {len(widths)} plates")

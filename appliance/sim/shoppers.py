@@ -10,6 +10,7 @@ that lands with a short overshoot, a resting palm of 0.25-1.8 kg that wobbles.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -79,7 +80,7 @@ class Shopper:
         self.way.append((t, float(p[0]), float(p[1])))
 
     def _walk(self, points: list[Point]) -> None:
-        for a, b in zip(points, points[1:]):
+        for a, b in itertools.pairwise(points):
             d = math.dist(a, b)
             if d < 1e-3:
                 continue
@@ -193,7 +194,7 @@ class Shopper:
     def take_from(self, col: Column, n: int = 1, together: bool = True) -> None:
         """Take `n` units from one given facing (see `take`)."""
         self._approach(col.shelf, col.s)
-        self.wait(float(self.rng.uniform(0.2, 1.2)))
+        self.wait(float(self.rng.uniform(0.3, 3.0)))
         t0 = self.t
         t_on = t0 + self._reach_time(col.shelf)
         t_lift = t_on + float(self.rng.uniform(0.2, 1.0))

@@ -21,7 +21,7 @@ from appliance.sim.shop import Shop
 from appliance.sim.shoppers import Shopper
 
 FOREIGN_WIDTH_M = 0.07
-_REACH_ALONG_M = 0.25
+_REACH_ALONG_M = 0.45
 
 
 @dataclass(slots=True)
@@ -125,6 +125,7 @@ def resolve(shop: Shop, people: Sequence[Shopper]) -> Outcome:
                 if spot.shelf != act.shelf or abs(spot.s - act.s) > _REACH_ALONG_M:
                     continue
                 mine = [u for u in spot.units if u.key == act.key]
+                # the nearest facing that still has one; an emptied facing sends the hand to the next
                 if mine and (best is None or abs(spot.s - act.s) < best[0]):
                     best = (abs(spot.s - act.s), spot, mine[-1])
             if best is None:
@@ -192,12 +193,12 @@ def resolve(shop: Shop, people: Sequence[Shopper]) -> Outcome:
             note(act, "give", key=unit.key, sku=unit.sku, to=act.to, to_visit=visit_of[act.to],
                  charged_to=unit.taker)
 
-    units: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for person, items in held.items():
+    charged: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for items in held.values():
         for unit in items:
             if unit.sku is not None and unit.taker is not None:
-                units[unit.taker][unit.sku] += 1
-    out.units = {v: dict(c) for v, c in units.items()}
+                charged[unit.taker][unit.sku] += 1
+    out.units = {v: dict(c) for v, c in charged.items()}
     out.grams = {v: {sku: g for sku, g in c.items() if g > 0.05} for v, c in ledger_grams.items()}
     for spot in spots:
         for unit in spot.units:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
+from scipy.signal import lfilter
 
 from appliance.events import FloatArray, TrackPoint
 from appliance.sim.acts import Reach
@@ -95,8 +97,8 @@ def render(shop: Shop, paths: Sequence[PersonPath], reaches: dict[str, list[Reac
     # Per person: which frames they are in, true positions, tracker error, misses, fragment gaps, hands.
     present: dict[str, tuple[int, int]] = {}
     obs_xy: dict[str, FloatArray] = {}
-    seen: dict[str, np.ndarray] = {}
-    reborn: dict[str, np.ndarray] = {}
+    seen: dict[str, npt.NDArray[np.bool_]] = {}
+    reborn: dict[str, npt.NDArray[np.bool_]] = {}
     hands: dict[str, list[tuple[float, float, float] | None]] = {}
     for n_path, path in enumerate(paths):
         prng = np.random.default_rng(np.random.SeedSequence([seed, 0x7AC, n_path + 1]))
@@ -106,30 +108,29 @@ def render(shop: Shop, paths: Sequence[PersonPath], reaches: dict[str, list[Reac
             continue
         ft = frames[i0:i1]
         xy = np.stack([np.interp(ft, path.t, path.xy[:, 0]), np.interp(ft, path.t, path.xy[:, 1])], axis=1)
-        err = np.empty_like(xy)
-        e = prng.normal(0.0, profile.noise_m, 2)
-        for k in range(ft.shape[0]):
-            e = rho * e + math.sqrt(1 - rho * rho) * prng.normal(0.0, profile.noise_m, 2)
-            err[k] = e
         n = ft.shape[0]
-        ok = prng.random(n) >= profile.miss_p
+        # AR(1) error with stationary spread noise_m: the first value is drawn at full spread
+        drive = prng.normal(0.0, profile.noise_m, (n, 2))
+        drive[1:] *= math.sqrt(1 - rho * rho)
+        err = lfilter([1.0], [1.0, -rho], drive, axis=0)
+        ok: npt.NDArray[np.bool_] = np.greater_equal(prng.random(n), profile.miss_p)
         new = np.zeros(n, dtype=bool)
         duration_min = (ft[-1] - ft[0]) / 60.0
         for _ in range(int(prng.poisson(profile.fragment_per_min * duration_min))):
             g0 = float(prng.uniform(ft[0], ft[-1]))
             g1 = g0 + float(prng.uniform(0.5, 3.0))
-            a, b = int(np.searchsorted(ft, g0)), int(np.searchsorted(ft, g1))
-            ok[a:b] = False
-            if b < n:
-                new[b] = True
+            lo, hi = int(np.searchsorted(ft, g0)), int(np.searchsorted(ft, g1))
+            ok[lo:hi] = False
+            if hi < n:
+                new[hi] = True
         person_reaches = reaches.get(path.person, [])
         visible = [prng.random() < profile.hand_share for _ in person_reaches]
         hand_rows: list[tuple[float, float, float] | None] = [None] * n
         for reach, vis in zip(person_reaches, visible):
             if not vis:
                 continue
-            a, b = int(np.searchsorted(ft, reach.t0)), int(np.searchsorted(ft, reach.t1, side="right"))
-            for k in range(a, b):
+            lo, hi = int(np.searchsorted(ft, reach.t0)), int(np.searchsorted(ft, reach.t1, side="right"))
+            for k in range(lo, hi):
                 if prng.random() < profile.hand_frame_p:
                     hx, hy, hz = _hand(reach, float(ft[k]))
                     jitter = prng.normal(0.0, profile.hand_noise_m, 3)
@@ -143,9 +144,10 @@ def render(shop: Shop, paths: Sequence[PersonPath], reaches: dict[str, list[Reac
     ghosts: list[tuple[int, int, float, float]] = []
     minutes = (t1 - t0) / 60.0
     for _ in range(int(rng.poisson(profile.ghost_per_min * minutes))):
-        a = int(rng.integers(n_frames))
-        b = min(n_frames, a + int(rng.uniform(0.3, 2.5) / dt))
-        ghosts.append((a, b, float(rng.uniform(0.4, shop.size[0] - 0.4)), float(rng.uniform(0.8, shop.size[1] - 0.4))))
+        g_lo = int(rng.integers(n_frames))
+        g_hi = min(n_frames, g_lo + int(rng.uniform(0.3, 2.5) / dt))
+        gx, gy = float(rng.uniform(0.4, shop.size[0] - 0.4)), float(rng.uniform(0.8, shop.size[1] - 0.4))
+        ghosts.append((g_lo, g_hi, gx, gy))
 
     next_id = 1
     current: dict[str, str] = {}
@@ -183,8 +185,8 @@ def render(shop: Shop, paths: Sequence[PersonPath], reaches: dict[str, list[Reac
             x, y = obs_xy[p][k]
             points.append(TrackPoint(float(frames[f]), current[p], float(x), float(y), hands[p][k]))
             ids[p].append((float(frames[f]), current[p]))
-        for gi, (a, b, gx, gy) in enumerate(ghosts):
-            if a <= f < b:
+        for gi, (g_lo, g_hi, gx, gy) in enumerate(ghosts):
+            if g_lo <= f < g_hi:
                 if gi not in ghost_ids:
                     ghost_ids[gi] = f"t{next_id}"
                     next_id += 1
