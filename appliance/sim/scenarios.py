@@ -74,12 +74,18 @@ def _shelf_of(sc: Scene, key: str) -> tuple[int, int]:
 
 
 def _elsewhere(sc: Scene, key: str) -> str:
-    """A product on another gondola, or at least on another shelf."""
+    """Where a shopper sets down something they no longer want: another gondola (half the time),
+    another shelf of the same gondola, or the next product along the same shelf (a wrong plate)."""
     g, n = _shelf_of(sc, key)
-    other = [k for k in _packaged(sc) if _shelf_of(sc, k)[0] != g]
-    if not other:
-        other = [k for k in _packaged(sc) if _shelf_of(sc, k) != (g, n)]
-    return other[int(sc.rng.integers(len(other)))]
+    roll = sc.rng.random()
+    if roll < 0.5:
+        pool = [k for k in _packaged(sc) if _shelf_of(sc, k)[0] != g]
+    elif roll < 0.8:
+        pool = [k for k in _packaged(sc) if _shelf_of(sc, k)[0] == g and _shelf_of(sc, k)[1] != n]
+    else:
+        pool = [k for k in _packaged(sc) if _shelf_of(sc, k) == (g, n) and k != key]
+    pool = pool or [k for k in _packaged(sc) if k != key]
+    return pool[int(sc.rng.integers(len(pool)))]
 
 
 def _lean_pair(sc: Scene) -> tuple[Column, Column]:
@@ -340,11 +346,16 @@ def _crowd(sc: Scene) -> None:
     length = max(c.s for c in cols)
     spacing = _u(sc, 0.3, 0.5)
     s0 = _u(sc, 0.05, max(0.06, length - spacing * (n - 1)))
-    chosen = []
+    chosen: list[Column] = []
     for i in range(n):
         target = s0 + i * spacing
         shelf = int(sc.rng.choice(sorted({c.shelf for c in cols})))
         on_shelf = [c for c in cols if c.shelf == shelf]
+        if chosen and sc.rng.random() < 0.3:
+            # reaching into the neighbour's plate: same plate or the one beside it
+            prev = chosen[-1]
+            on_shelf = [c for c in cols if c.shelf == prev.shelf and c.index != prev.index] or on_shelf
+            target = prev.s
         chosen.append(min(on_shelf, key=lambda c: abs(c.s - target)))
     for p, col in zip(people, chosen):
         p.approach(col)

@@ -193,6 +193,15 @@ def resolve(shop: Shop, people: Sequence[Shopper]) -> Outcome:
             note(act, "give", key=unit.key, sku=unit.sku, to=act.to, to_visit=visit_of[act.to],
                  charged_to=unit.taker)
 
+    for p in people:
+        for press in p.acts:
+            if isinstance(press, Press) and press.kind == "rest":
+                out.events.setdefault(p.visit, []).append({
+                    "t": round(press.t0, 3), "person": p.person, "act": "rest-hand", "until": round(press.t1, 3),
+                    "peak_g": round(press.force_g, 1), "sensors": plate_ids(press.split)})
+    for events in out.events.values():
+        events.sort(key=lambda e: e["t"])
+
     charged: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for items in held.values():
         for unit in items:
