@@ -63,6 +63,10 @@ class Sensor:
     tare_g: float | None = setting(
         None, help="reading of the empty plate; enables inventory from absolute weight", unit="g"
     )
+    rate_hz: float | None = setting(
+        None, help="nominal reporting rate of the load cell; lets the box tell dropped samples from a quiet "
+        "sensor", min=1.0, max=1000.0, unit="Hz",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
