@@ -39,6 +39,13 @@ def register(commands: Any, bench: Any) -> None:
     p.add_argument("--recording", help="play this recording folder instead of simulating one")
     p.set_defaults(func=cmd_demo)
 
+    b = bench.add_parser("accuracy", help="the scenario suite over several seeds: F1, exact receipts, overcharge")
+    b.add_argument("--seeds", type=int, default=5, help="seeds per scenario (1..N)")
+    b.add_argument("--first-seed", type=int, default=1)
+    b.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
+    b.add_argument("--workers", type=int, default=2)
+    b.set_defaults(func=cmd_bench_accuracy)
+
     b = bench.add_parser("shelves", help="weight pipeline throughput on one core (850 load cells at 60 Hz)")
     b.add_argument("--sensors", type=int, default=850)
     b.add_argument("--hz", type=float, default=60.0)
@@ -176,4 +183,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except (RecordingError, KeyError, ValueError) as err:
         raise CliError(str(err)) from err
     play(rec, speed=args.speed)
+    return 0
+
+
+def cmd_bench_accuracy(args: argparse.Namespace) -> int:
+    import time
+
+    from appliance.bench.accuracy import print_progress, run_suite, table
+    from appliance.sim import SCENARIOS, STANDARD_SUITE
+
+    names = args.scenario or list(STANDARD_SUITE)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise CliError(f"unknown scenario(s) {', '.join(unknown)}; see `appliance sim list`")
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    start = time.perf_counter()
+    results = run_suite(names, seeds, args.workers, print_progress if sys.stderr.isatty() else None)
+    print(table(results, {n: SCENARIOS[n].single_shopper for n in names}))
+    print(f"conditions: {len(names)} scenarios x seeds {seeds[0]}..{seeds[-1]}, replay from tracks, "
+          f"{time.perf_counter() - start:.0f} s on {args.workers} worker(s); * = single-shopper scenario; "
+          "targets: F1 >= 0.98, exact >= 97%, overcharge <= 0.5%, single-shopper 100% exact")
     return 0

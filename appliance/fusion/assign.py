@@ -1,55 +1,73 @@
-"""Who took it: how well each shopper's position explains a weight change, as pure functions.
+"""Who took it: how well each shopper explains a weight change, as pure functions.
 
 A shopper who takes from a plate stands in front of it (a short step into the aisle from the
-plate's centre, within an arm's reach to either side) and, when the tracker reports hands, has a
-hand at the plate. Each point of a shopper's track during the event is scored against the changed
-plates and the best moment counts. Scores of all candidates become confidences, so two people
-side by side at one gondola make an honest, lower confidence rather than a confident guess.
+plate's centre, about level with it along the shelf) and, when the tracker reports hands, has a
+hand at the plate. Each point of a person's track around the event is scored against the changed
+plates and the best moment counts. A hand seen at the plate is strong evidence: when one person's
+hand is seen there, people whose hands were not seen, or were seen elsewhere, become less likely.
+
+People are also exclusive in time: one person rarely takes from two places at once. Events that
+overlap in time are therefore assigned jointly, enumerating who-did-which, so a crowd at one
+gondola is resolved as a whole rather than event by event. Scores become confidences, and two
+people who cannot be told apart give an honest, low confidence rather than a confident guess.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from appliance.config import Sensor
+from appliance.config import FusionSettings, Sensor
 from appliance.events import FloatArray
 
-STAND_DEPTH_M = 0.6
-STAND_DEPTH_SLACK_M = 0.2
-STAND_DEPTH_SD_M = 0.25
-ALONG_SD_M = 0.35
 HAND_SLACK_M = 0.3
 HAND_SD_M = 0.12
-BODY_WEIGHT_WHEN_HAND_SEEN = 0.25
-CONFIDENCE_FLOOR = 0.05
+HAND_NEAR = 0.5
+UNSEEN_WHEN_OTHER_HAND_NEAR = 0.3
+HAND_SEEN_ELSEWHERE = 0.15
+UNSEEN_LIKELIHOOD = 0.03
 NOBODY_SCORE = 0.02
+TWO_AT_ONCE = 0.1
+MAX_JOINT = 20000
 
 
 @dataclass(frozen=True, slots=True)
 class Reach:
-    """How well one visit's people explain a shelf event: score in [0, 1], and where the hand was."""
+    """How well one person explains a shelf event.
+
+    `body` is the best standing score, `hand` the best hand score (None when the tracker never
+    reported that person's hand around the event); `score` combines them with the others'
+    evidence, and `confidence` is the posterior that this person's visit did it.
+    """
 
     visit: str
-    score: float
-    hand: tuple[float, float, float] | None = None
+    person: int
+    body: float
+    hand: float | None
+    hand_point: tuple[float, float, float] | None = None
+    score: float = 0.0
     confidence: float = 0.0
 
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.visit, self.person)
 
-def body_scores(xy: FloatArray, plate: Sensor, reach_m: float) -> FloatArray:
+
+def body_scores(xy: FloatArray, plate: Sensor, settings: FusionSettings) -> FloatArray:
     """Score in [0, 1] for each floor position (n, 2) as the place to stand to reach `plate`."""
     fx, fy = plate.facing
     dx = xy[:, 0] - plate.pos[0]
     dy = xy[:, 1] - plate.pos[1]
     depth = dx * fx + dy * fy
     along = -dx * fy + dy * fx
-    off = np.maximum(np.abs(depth - STAND_DEPTH_M) - STAND_DEPTH_SLACK_M, 0.0)
-    cost = (along / ALONG_SD_M) ** 2 + (off / STAND_DEPTH_SD_M) ** 2
+    off = np.maximum(np.abs(depth - settings.stand_depth_m) - settings.stand_depth_slack_m, 0.0)
+    cost = (along / settings.along_sd_m) ** 2 + (off / settings.depth_sd_m) ** 2
     score = np.exp(-0.5 * cost)
-    score[(depth < 0.0) | (np.hypot(dx, dy) > reach_m)] = 0.0
+    score[(depth < 0.0) | (np.hypot(dx, dy) > settings.reach_m)] = 0.0
     return score
 
 
@@ -60,35 +78,96 @@ def hand_scores(hands: FloatArray, plate: Sensor) -> FloatArray:
     return np.exp(-0.5 * (off / HAND_SD_M) ** 2)
 
 
-def reach_score(
-    xy: FloatArray, hands: FloatArray, plates: Sequence[Sensor], shares: Sequence[float], reach_m: float
-) -> tuple[float, tuple[float, float, float] | None]:
-    """Best score over a track's points during an event, against plates weighted by their share.
-
-    Where the hand is known at a point, it decides (a hand far from the plate says "not this one"
-    even when the body stands right in front of it); the body still counts a little because hand
-    estimates fail on occlusion.
-    """
+def reach_evidence(
+    xy: FloatArray, hands: FloatArray, plates: Sequence[Sensor], shares: Sequence[float], settings: FusionSettings
+) -> tuple[float, float | None, tuple[float, float, float] | None]:
+    """(best body score, best hand score or None, hand point there) over a track's points."""
     if xy.shape[0] == 0:
-        return 0.0, None
-    total = np.zeros(xy.shape[0])
-    hand_known = ~np.isnan(hands[:, 0]) if hands.shape[0] else np.zeros(xy.shape[0], dtype=bool)
+        return 0.0, None, None
+    body = np.zeros(xy.shape[0])
+    known = ~np.isnan(hands[:, 0]) if hands.shape[0] else np.zeros(xy.shape[0], dtype=bool)
+    hand = np.zeros(xy.shape[0])
     for plate, share in zip(plates, shares):
-        body = body_scores(xy, plate, reach_m)
-        if hand_known.any():
-            hs = np.nan_to_num(hand_scores(hands, plate), nan=0.0)
-            body = np.where(hand_known, np.maximum(hs, BODY_WEIGHT_WHEN_HAND_SEEN * body), body)
-        total += share * body
-    k = int(np.argmax(total))
-    hand = tuple(float(v) for v in hands[k]) if hand_known.any() and hand_known[k] else None
-    return float(total[k]), hand  # type: ignore[return-value]
+        body += share * body_scores(xy, plate, settings)
+        if known.any():
+            hand += share * np.nan_to_num(hand_scores(hands, plate), nan=0.0)
+    if not known.any():
+        return float(body.max()), None, None
+    k = int(np.argmax(np.where(known, hand, -1.0)))
+    point = (float(hands[k, 0]), float(hands[k, 1]), float(hands[k, 2]))
+    return float(body.max()), float(hand[k]), point
 
 
-def with_confidence(reaches: Sequence[Reach]) -> list[Reach]:
-    """Confidences from scores, best first: score / (sum of scores + a floor for 'someone unseen')."""
-    total = sum(r.score for r in reaches) + CONFIDENCE_FLOOR
-    ranked = sorted(reaches, key=lambda r: (-r.score, r.visit))
-    return [Reach(r.visit, r.score, r.hand, r.score / total) for r in ranked]
+def weigh(reaches: Sequence[Reach]) -> list[Reach]:
+    """Combine body and hand evidence across the candidates of one event into scores."""
+    someone_near = any(r.hand is not None and r.hand >= HAND_NEAR for r in reaches)
+    out = []
+    for r in reaches:
+        base = max(r.body, r.hand or 0.0)
+        if r.hand is not None and r.hand >= HAND_NEAR:
+            factor = 1.0
+        elif r.hand is not None:
+            factor = HAND_SEEN_ELSEWHERE
+        else:
+            factor = UNSEEN_WHEN_OTHER_HAND_NEAR if someone_near else 1.0
+        out.append(Reach(r.visit, r.person, r.body, r.hand, r.hand_point, base * factor))
+    return out
+
+
+def assign_jointly(
+    events: Sequence[Sequence[Reach]], overlapping: Sequence[Sequence[bool]]
+) -> list[list[Reach]]:
+    """Posterior per event over its candidates' visits, treating people as exclusive in time.
+
+    Args:
+        events: for each event, its candidates with scores (from `weigh`).
+        overlapping: overlapping[i][j] is True when events i and j happen at the same time.
+
+    Returns:
+        For each event, its candidates best first with `confidence` = the probability that the
+        candidate's visit (any of its people) did it. Someone unseen doing it keeps a small share.
+    """
+    options: list[list[Hashable | None]] = [[r.key for r in rs] + [None] for rs in events]
+    weights: list[dict[Hashable | None, float]] = [
+        {**{r.key: max(r.score, 0.0) for r in rs}, None: UNSEEN_LIKELIHOOD} for rs in events
+    ]
+    size = math.prod(len(o) for o in options)
+    marg: list[dict[Hashable | None, float]] = [dict.fromkeys(o, 0.0) for o in options]
+    if len(events) > 1 and size <= MAX_JOINT:
+        for combo in itertools.product(*options):
+            w = 1.0
+            for i, who in enumerate(combo):
+                w *= weights[i][who]
+                if w == 0.0:
+                    break
+            if w == 0.0:
+                continue
+            for i in range(len(combo)):
+                if combo[i] is None:
+                    continue
+                for j in range(i + 1, len(combo)):
+                    if combo[j] == combo[i] and overlapping[i][j]:
+                        w *= TWO_AT_ONCE
+            for i, who in enumerate(combo):
+                marg[i][who] += w
+    else:
+        marg = [dict(w) for w in weights]
+    out: list[list[Reach]] = []
+    for rs, m in zip(events, marg):
+        total = sum(m.values()) or 1.0
+        by_visit: dict[str, float] = {}
+        for r in rs:
+            by_visit[r.visit] = by_visit.get(r.visit, 0.0) + m[r.key] / total
+        ranked = sorted(rs, key=lambda r: (-by_visit[r.visit], -m[r.key], r.visit, r.person))
+        seen: set[str] = set()
+        best: list[Reach] = []
+        for r in ranked:
+            if r.visit in seen:
+                continue
+            seen.add(r.visit)
+            best.append(Reach(r.visit, r.person, r.body, r.hand, r.hand_point, r.score, by_visit[r.visit]))
+        out.append(best)
+    return out
 
 
 def plate_shares(deltas: Sequence[float]) -> list[float]:

@@ -25,7 +25,7 @@ from appliance.events import (
     ShelfEvent,
     TrackPoint,
 )
-from appliance.fusion.assign import NOBODY_SCORE, Reach, plate_shares, reach_score, with_confidence
+from appliance.fusion.assign import NOBODY_SCORE, Reach, assign_jointly, plate_shares, reach_evidence, weigh
 from appliance.fusion.carts import Cart, receipt_for
 from appliance.gate.floor import FloorMemory
 from appliance.gate.passes import PassClaims
@@ -41,6 +41,9 @@ LOOKAHEAD_S = 0.5
 LOG_SPLIT = math.log(0.3)
 CLOSE_GRACE_S = 2.0
 CLOSE_MAX_WAIT_S = 30.0
+OVERLAP_MARGIN_S = 0.5
+CLUSTER_RADIUS_M = 3.0
+MAX_HOLD_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +120,6 @@ class ShopFloor:
 
     def track(self, point: TrackPoint) -> None:
         self._advance_to(point.t)
-        self.memory.add(point)
         self.book.track(point)
         self._collect_leavers()
 
@@ -130,12 +132,9 @@ class ShopFloor:
         """Decide what is due at `now` and return the receipts of visits that are complete."""
         self._advance_to(now)
         self.pending.extend(self.steps.advance(now))
-        lag = self.config.fusion.resolve_lag_s
-        due = [e for e in self.pending if e.t_end + lag <= now]
+        due = self._due(now)
         if due:
-            self.pending = [e for e in self.pending if e.t_end + lag > now]
-            for event in sorted(due, key=lambda e: (e.t_start, e.t_end)):
-                self._decide(event)
+            self._decide_all(due)
         self.memory.prune(now)
         return self._finish_visits(now, final=False)
 
@@ -143,9 +142,8 @@ class ShopFloor:
         """End of input: settle and decide everything, close every visit."""
         self._advance_to(end)
         self.pending.extend(self.steps.flush())
-        for event in sorted(self.pending, key=lambda e: (e.t_start, e.t_end)):
-            self._decide(event)
-        self.pending = []
+        due, self.pending = self.pending, []
+        self._decide_all(due)
         for visit in self.book.close_all(end):
             self.closing.append(visit)
         return self._finish_visits(end, final=True)
@@ -187,11 +185,12 @@ class ShopFloor:
 
     # --- deciding shelf events --------------------------------------------------------------------
 
-    def _candidates(self, event: ShelfEvent) -> list[Reach]:
+    def _reaches(self, event: ShelfEvent) -> list[Reach]:
+        """Every person in the shop around the event, with how well they explain it (not yet weighed)."""
         plates = [self.sensors[c.sensor] for c in event.changes]
         shares = plate_shares([c.delta_g for c in event.changes])
         t0, t1 = event.t_start - LOOKBACK_S, event.t_end + LOOKAHEAD_S
-        reaches: list[Reach] = []
+        out: list[Reach] = []
         visits = list(self.book.open_visits()) + [v for v in self.closing if v.left is None or
                                                    v.left >= event.t_start - 1.0]
         seen: set[str] = set()
@@ -199,21 +198,95 @@ class ShopFloor:
             if visit.nonce in seen:
                 continue
             seen.add(visit.nonce)
-            best, hand = 0.0, None
-            for person in visit.people:
+            for i, person in enumerate(visit.people):
                 if person.left is not None and person.left < event.t_start - 1.0:
                     continue
+                body, hand, point = 0.0, None, None
                 for tid in person.tracks:
                     h = self.memory.tracks.get(tid)
                     if h is None:
                         continue
                     _, xy, hands = h.window(t0, t1)
-                    score, hp = reach_score(xy, hands, plates, shares, self.config.fusion.reach_m)
-                    if score > best:
-                        best, hand = score, hp
-            if best > 0:
-                reaches.append(Reach(visit.nonce, best, hand))
-        return with_confidence(reaches)
+                    b, hs, hp = reach_evidence(xy, hands, plates, shares, self.config.fusion)
+                    body = max(body, b)
+                    if hs is not None and (hand is None or hs > hand):
+                        hand, point = hs, hp
+                if body > 0 or (hand is not None and hand > 0.05):
+                    out.append(Reach(visit.nonce, i, body, hand, point))
+        return out
+
+    def _candidates(self, event: ShelfEvent) -> list[Reach]:
+        """Candidates of one event on its own, best first with confidences."""
+        return assign_jointly([weigh(self._reaches(event))], [[False]])[0]
+
+    def _near(self, a: ShelfEvent, b: ShelfEvent, margin: float = OVERLAP_MARGIN_S) -> bool:
+        """Same time and close enough that the same people could be involved in both."""
+        if a.t_start > b.t_end + margin or b.t_start > a.t_end + margin:
+            return False
+        pa = self.sensors[a.changes[0].sensor].pos
+        pb = self.sensors[b.changes[0].sensor].pos
+        return math.dist(pa[:2], pb[:2]) <= CLUSTER_RADIUS_M
+
+    def _due(self, now: float) -> list[ShelfEvent]:
+        """Events to decide now: settled long enough, and not overlapping one that is still settling."""
+        lag = self.config.fusion.resolve_lag_s
+        ready = [e for e in self.pending if e.t_end + lag <= now]
+        if not ready:
+            return []
+        waiting = [e for e in self.pending if e.t_end + lag > now]
+        busy = [(self.sensors[self.steps.ids[s]].pos, b.since) for s, b in self.steps._busy.items()]
+        changed = True
+        while changed:
+            changed = False
+            for e in list(ready):
+                if now > e.t_end + lag + MAX_HOLD_S:
+                    continue
+                pos = self.sensors[e.changes[0].sensor].pos
+                blocked = any(self._near(e, w) for w in waiting) or any(
+                    since <= e.t_end + OVERLAP_MARGIN_S and math.dist(p[:2], pos[:2]) <= CLUSTER_RADIUS_M
+                    for p, since in busy)
+                if blocked:
+                    ready.remove(e)
+                    waiting.append(e)
+                    changed = True
+        self.pending = waiting
+        return ready
+
+    def _decide_all(self, events: Sequence[ShelfEvent]) -> None:
+        """Decide settled events: split them into parts, assign people jointly per cluster, then act."""
+        parts: list[ShelfEvent] = []
+        for event in sorted(events, key=lambda e: (e.t_start, e.t_end)):
+            for alert in self.inventory.check(event.t_end, event.sensors, self.steps):
+                logger.info("low stock: %s (%d left)", alert.sku, alert.units)
+                self.low_stock.append(alert)
+            parts.extend(self._parts(event))
+        parent = list(range(len(parts)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i in range(len(parts)):
+            for j in range(i + 1, len(parts)):
+                if self._near(parts[i], parts[j]):
+                    parent[root(j)] = root(i)
+        clusters: dict[int, list[int]] = {}
+        for i in range(len(parts)):
+            clusters.setdefault(root(i), []).append(i)
+        decided: dict[int, list[Reach]] = {}
+        for members in clusters.values():
+            group = [parts[i] for i in members]
+            overlap = [[self._near(a, b, 0.0) for b in group] for a in group]
+            for i, reaches in zip(members, assign_jointly([weigh(self._reaches(e)) for e in group], overlap)):
+                decided[i] = reaches
+        for i, part in sorted(enumerate(parts), key=lambda x: (x[1].t_start, x[1].t_end)):
+            hyps = self._explain(part, decided[i])
+            if part.delta_g < 0:
+                self._taken(part, decided[i], hyps)
+            else:
+                self._put_down(part, decided[i], hyps)
 
     def _foreign_on(self, plates: Sequence[str]) -> list[Candidate]:
         out = []
@@ -267,18 +340,6 @@ class ShopFloor:
         if whole.unexplained or split > whole.log_lik:
             return singles
         return [event]
-
-    def _decide(self, event: ShelfEvent) -> None:
-        for alert in self.inventory.check(event.t_end, event.sensors, self.steps):
-            logger.info("low stock: %s (%d left)", alert.sku, alert.units)
-            self.low_stock.append(alert)
-        for part in self._parts(event):
-            reaches = self._candidates(part)
-            hyps = self._explain(part, reaches)
-            if part.delta_g < 0:
-                self._taken(part, reaches, hyps)
-            else:
-                self._put_down(part, reaches, hyps)
 
     def _evidence(self, event: ShelfEvent, p_prod: float, p_person: float, note: str) -> Evidence:
         return Evidence(round(event.t_start, 3), event.sensors, round(event.delta_g, 1), round(p_prod, 3),
@@ -376,6 +437,6 @@ class ShopFloor:
                    (self.carts[r.visit].holds(sku) > 0 or self.carts[r.visit].grams.get(sku, 0.0) > 0)]
         if holding:
             return holding[0]
-        others = [Reach(v, 0.0) for v, c in sorted(self.carts.items()) if c.holds(sku) > 0]
+        others = [Reach(v, 0, 0.0, None) for v, c in sorted(self.carts.items()) if c.holds(sku) > 0]
         return others[0] if len(others) == 1 else None
 

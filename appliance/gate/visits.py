@@ -28,6 +28,36 @@ LOST_AFTER_S = 0.15
 STITCH_WINDOW_S = 8.0
 STITCH_BASE_M = 0.8
 WALK_SPEED_M_S = 1.5
+FRAME_TOLERANCE_S = 0.03
+SWAP_NEAR_M = 1.2
+SWAP_MIN_COST_M2 = 0.25**2
+SWAP_RATIO = 0.25
+VELOCITY_WINDOW_S = 0.6
+MAX_SPEED_M_S = 2.0
+
+
+def _predict(h: TrackHistory) -> tuple[float, float, float, float] | None:
+    """Where a track's newest point should be from its motion before it: (x, y, vx, vy)."""
+    n = len(h.t)
+    if n < 3:
+        return None
+    t_new, t_prev = h.t[-1], h.t[-2]
+    k = n - 2
+    while k > 0 and h.t[k - 1] >= t_prev - VELOCITY_WINDOW_S:
+        k -= 1
+    span = t_prev - h.t[k]
+    if span >= 0.2:
+        vx = (h.x[n - 2] - h.x[k]) / span
+        vy = (h.y[n - 2] - h.y[k]) / span
+        speed = math.hypot(vx, vy)
+        if speed > MAX_SPEED_M_S:
+            vx, vy = vx * MAX_SPEED_M_S / speed, vy * MAX_SPEED_M_S / speed
+    else:
+        vx = vy = 0.0
+    dt = t_new - t_prev
+    if dt > 1.0:
+        return None
+    return h.x[n - 2] + vx * dt, h.y[n - 2] + vy * dt, vx, vy
 
 
 @dataclass(slots=True)
@@ -79,6 +109,11 @@ class VisitBook:
         self.owner: dict[str, tuple[str, int]] = {}
         self.unbound: dict[str, TrackHistory] = {}
         self.closed: list[Visit] = []
+        self.alias: dict[str, str] = {}
+        self.swaps = 0
+        self._serial = 0
+        self._frame_t = -math.inf
+        self._frame: list[str] = []
         floor = config.floor
         self._entry = floor.entry
         self._exit = floor.exit
@@ -99,7 +134,7 @@ class VisitBook:
         visit = Visit(claims.nonce, event.t, claims.party, claims)
         self.visits[visit.nonce] = visit
         if event.track:
-            self._bind(event.track, visit)
+            self._bind(self.alias.get(event.track, event.track), visit)
         waiting = sorted(
             (h for h in self.unbound.values() if h.last_t >= event.t - 3.0
              and segment_distance(h.last_xy, self._entry) <= ENTRY_RADIUS_M),
@@ -152,18 +187,89 @@ class VisitBook:
         return (best[1], best[2]) if best else None
 
     def track(self, p: TrackPoint) -> None:
-        """A track point (already added to memory): bind new tracks, notice people leaving."""
-        h = self.memory.tracks[p.track]
-        owned = self.owner.get(p.track)
+        """A tracker's point: remember it, bind new tracks, repair swapped ids, notice people leaving.
+
+        The tracker's id is mapped to an internal track id; after a detected id swap the two
+        tracker ids continue under new internal ids bound to each other's person, so every internal
+        track belongs to one person for its whole life.
+        """
+        if p.t > self._frame_t + FRAME_TOLERANCE_S:
+            self._repair_swaps()
+            self._frame_t = p.t
+            self._frame = []
+        internal = self.alias.get(p.track, p.track)
+        h = self.memory.add(TrackPoint(p.t, internal, p.x, p.y, p.hand))
+        self._frame.append(internal)
+        owned = self.owner.get(internal)
         if owned is None:
             self._place(h)
-            owned = self.owner.get(p.track)
+            owned = self.owner.get(internal)
             if owned is None:
                 return
         if not self.exits_from_gate and len(h.t) >= 2:
             step = crosses((h.x[-2], h.y[-2]), (h.x[-1], h.y[-1]), self._exit)
             if step != 0 and step != self._inside_exit:
                 self._leave(self.visits[owned[0]], owned[1], p.t)
+
+    # --- id swaps ------------------------------------------------------------------------------------
+
+    def _repair_swaps(self) -> None:
+        """Check the frame just completed: did two nearby people's tracker ids trade places?
+
+        Each track's new point is compared with where its own recent motion predicts it; when the
+        points fit the other track's prediction much better than their own, the ids swapped. The
+        tracker's error wanders by centimetres, so only a clear improvement counts.
+        """
+        bound = [tid for tid in dict.fromkeys(self._frame) if tid in self.owner]
+        if len(bound) < 2:
+            return
+        preds: dict[str, tuple[float, float, float, float]] = {}
+        for tid in bound:
+            h = self.memory.tracks[tid]
+            pred = _predict(h)
+            if pred is not None:
+                preds[tid] = pred
+        done: set[str] = set()
+        for i, a in enumerate(bound):
+            for b in bound[i + 1:]:
+                if a in done or b in done or a not in preds or b not in preds:
+                    continue
+                if self.owner[a] == self.owner[b]:
+                    continue
+                pa, pb = preds[a], preds[b]
+                if math.dist(pa[:2], pb[:2]) > SWAP_NEAR_M:
+                    continue
+                ha, hb = self.memory.tracks[a], self.memory.tracks[b]
+                na, nb = ha.last_xy, hb.last_xy
+                keep = math.dist(na, pa[:2]) ** 2 + math.dist(nb, pb[:2]) ** 2
+                swap = math.dist(na, pb[:2]) ** 2 + math.dist(nb, pa[:2]) ** 2
+                if keep > SWAP_MIN_COST_M2 and swap < SWAP_RATIO * keep:
+                    self._swap(a, b)
+                    done.update((a, b))
+
+    def _swap(self, a: str, b: str) -> None:
+        """From the newest point on, tracker id behind `a` continues b's person and vice versa."""
+        ext = {v: k for k, v in self.alias.items()}
+        ext_a, ext_b = ext.get(a, a), ext.get(b, b)
+        self.swaps += 1
+        moved: dict[str, TrackPoint] = {}
+        for tid in (a, b):
+            h = self.memory.tracks[tid]
+            hand = h.hand.pop()
+            moved[tid] = TrackPoint(h.t.pop(), tid, h.x.pop(), h.y.pop(),
+                                    None if math.isnan(hand[0]) else hand)
+        for src, dst_owner, ext_id in ((a, self.owner[b], ext_a), (b, self.owner[a], ext_b)):
+            self._serial += 1
+            new = f"{ext_id}~{self._serial}"
+            q = moved[src]
+            self.memory.add(TrackPoint(q.t, new, q.x, q.y, q.hand))
+            self.alias[ext_id] = new
+            nonce, person = dst_owner
+            self.owner[new] = dst_owner
+            if nonce in self.visits:
+                self.visits[nonce].people[person].tracks.append(new)
+            self._frame.append(new)
+        logger.debug("repaired an id swap between two shoppers' tracks")
 
     def _place(self, h: TrackHistory) -> None:
         near_entry = segment_distance(h.first_xy, self._entry) <= ENTRY_RADIUS_M
@@ -195,8 +301,9 @@ class VisitBook:
 
     def exit(self, event: GateEvent) -> Visit | None:
         """The exit gate registered someone leaving: the named track, else the nearest member there."""
-        if event.track and event.track in self.owner:
-            nonce, person = self.owner[event.track]
+        named = self.alias.get(event.track, event.track)
+        if event.track and named in self.owner:
+            nonce, person = self.owner[named]
             return self._leave(self.visits[nonce], person, event.t)
         best: tuple[float, Visit, int] | None = None
         for visit in self.visits.values():

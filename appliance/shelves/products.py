@@ -125,7 +125,11 @@ def explain(
     for sku, prior in (extra or {}).items():
         if sku in planogram.products:
             here = sku in cands
-            cands[sku] = planogram.candidate(sku, (0.0 if here else LOG_NOT_STOCKED_HERE) + prior)
+            c = planogram.candidate(sku, (0.0 if here else LOG_NOT_STOCKED_HERE) + prior)
+            if not here:
+                # A unit from a cart can be set down anywhere: it stands on whatever plates changed.
+                c = Candidate(c.sku, c.unit_g, c.unit_sd_g, c.by_weight, frozenset(plates), c.log_prior)
+            cands[sku] = c
     for f in foreign:
         cands[f.sku] = f
     meas_var = sum((0.7 * c.noise_g) ** 2 for c in event.changes) + MEASURE_FLOOR_G**2
