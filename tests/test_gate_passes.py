@@ -303,7 +303,8 @@ def _string_mutation(text: str, data: st.DataObject) -> str:
     if kind == "append":
         return text + data.draw(st.sampled_from(["=", "==", " ", "\n", "\x00", ".", "A"]))
     if kind == "standard_alphabet":
-        return base64.b64encode(base64.urlsafe_b64decode(parts[1] + "==")).decode().join([f"{parts[0]}.", f".{parts[2]}"])
+        standard = base64.b64encode(base64.urlsafe_b64decode(parts[1] + "==")).decode()
+        return f"{parts[0]}.{standard}.{parts[2]}"
     if kind == "pad":
         return ".".join([parts[0], parts[1] + "=" * (-len(parts[1]) % 4 or 4), parts[2]])
     if kind == "duplicate_part":
