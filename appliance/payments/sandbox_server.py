@@ -66,7 +66,9 @@ class SandboxProcessor:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> SandboxProcessor:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-processor", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox-processor", daemon=True
+        )
         self._thread.start()
         logger.info("sandbox processor listening on %s", self.url)
         return self
