@@ -119,6 +119,7 @@ def _handler_for(sandbox: SandboxProcessor) -> type[BaseHTTPRequestHandler]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small answers go out at once instead of waiting for a delayed ACK
     server_version = "sandbox-processor"
     sys_version = ""
     box: SandboxProcessor

@@ -119,6 +119,7 @@ class StripeGateway:
         logging.getLogger("stripe").setLevel(logging.WARNING)
         session = requests.Session()
         session.trust_env = False
+        self._session = session
         self.api_base = api_base.rstrip("/")
         self._client = stripe.StripeClient(
             api_key,
@@ -126,6 +127,10 @@ class StripeGateway:
             max_network_retries=0,
             http_client=stripe.RequestsClient(timeout=(connect_timeout_s, read_timeout_s), session=session),
         )
+
+    def close(self) -> None:
+        """Close the kept-alive connections to the processor."""
+        self._session.close()
 
     def _options(self, idempotency_key: str | None = None) -> Any:
         options: dict[str, Any] = {"max_network_retries": 0, "headers": dict(_HEADERS)}
