@@ -17,7 +17,7 @@ from appliance.events import GateEvent
 from appliance.gate.admission import GateKeeper
 from appliance.gate.clock import ManualClock
 from appliance.gate.passes import b64url_encode, issue_pass, public_key_b64
-from appliance.gate.qr import CameraGate, QrReader
+from appliance.gate.qr import CameraGate, QrReader, synthetic_view
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 ISSUERS = {"demo-pay": public_key_b64(KEY)}
@@ -35,31 +35,10 @@ PASS = issue_pass(
         "ch": b64url_encode(bytes(range(32, 64))),
     },
 )
-_FINE = 8  # pixels per module of the sharp master image
 
 
-def camera_frame(
-    text: str, *, angle: float, module_px: float, noise: float, seed: int, size: tuple[int, int] = (960, 720)
-) -> npt.NDArray[np.uint8]:
-    """A grey frame as a camera would see a phone screen: rotated, resampled, noisy, on a grey background."""
-    code = cv2.QRCodeEncoder.create().encode(text)
-    code = cv2.copyMakeBorder(code, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=255)
-    sharp = cv2.resize(code, None, fx=_FINE, fy=_FINE, interpolation=cv2.INTER_NEAREST)
-    side = int(np.ceil(sharp.shape[0] * 1.5))
-    pad = (side - sharp.shape[0]) // 2
-    canvas = cv2.copyMakeBorder(
-        sharp, pad, side - sharp.shape[0] - pad, pad, side - sharp.shape[0] - pad, cv2.BORDER_CONSTANT, value=190
-    )
-    turn = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)
-    turned = cv2.warpAffine(canvas, turn, (side, side), flags=cv2.INTER_LINEAR, borderValue=190)
-    target = round(side * module_px / _FINE)
-    small = cv2.resize(turned, (target, target), interpolation=cv2.INTER_AREA)
-    width, height = size
-    frame = np.full((height, width), 190, np.uint8)
-    y, x = (height - target) // 2, (width - target) // 2
-    frame[y : y + target, x : x + target] = small
-    rng = np.random.default_rng(seed)
-    return np.clip(frame + rng.normal(0.0, noise, frame.shape), 0, 255).astype(np.uint8)
+def camera_frame(text: str, *, angle: float, module_px: float, noise: float, seed: int) -> npt.NDArray[np.uint8]:
+    return synthetic_view(text, angle=angle, module_px=module_px, noise=noise, rng=np.random.default_rng(seed))
 
 
 VIEWS = [

@@ -170,6 +170,9 @@ class GateLink:
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._client.on_disconnect = self._on_disconnect
+        self._lost = False
+        self._stopping = False
 
     def _topic(self, gate: str, leaf: str) -> str:
         return f"shop/{self._shop}/gate/{gate}/{leaf}"
@@ -181,15 +184,10 @@ class GateLink:
         if not self._ready.wait(timeout):
             self._client.loop_stop()
             raise ConnectionError(f"the broker at {self._host}:{self._port} did not accept the gate link")
-        if self._desk is not None:
-            body = json.dumps({"key": b64url_encode(self._desk.tap_key), "label": TAP_LABEL}).encode()
-            for gate in self._gates:
-                self._client.publish(self._topic(gate, "cmd/card_key"), body, qos=1, retain=True).wait_for_publish(
-                    timeout
-                )
 
     def stop(self) -> None:
         """Withdraw the tap key (it dies with this process) and disconnect."""
+        self._stopping = True
         if self._desk is not None and self._client.is_connected():
             for gate in self._gates:
                 self._client.publish(self._topic(gate, "cmd/card_key"), b"", qos=1, retain=True).wait_for_publish(5)
@@ -200,7 +198,19 @@ class GateLink:
         if rc.is_failure:
             logger.warning("broker refused the gate link: %s", rc)
             return
+        if self._lost:
+            logger.info("gate link back on the broker")
+            self._lost = False
         client.subscribe([(f"shop/{self._shop}/gate/+/{kind}", 1) for kind in _KINDS])
+        if self._desk is not None:  # again after every reconnect: a restarted broker forgets retained keys
+            body = json.dumps({"key": b64url_encode(self._desk.tap_key), "label": TAP_LABEL}).encode()
+            for gate in self._gates:
+                client.publish(self._topic(gate, "cmd/card_key"), body, qos=1, retain=True)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+        if not self._lost and not self._stopping:
+            logger.warning("gate link lost the broker; reconnecting")
+            self._lost = True
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any = None) -> None:
         self._ready.set()

@@ -81,3 +81,40 @@ class CameraGate:
             return None
         self._last = (text, t)
         return self._present(self.gate, text, t)
+
+
+def synthetic_view(
+    text: str,
+    *,
+    angle: float,
+    module_px: float,
+    noise: float,
+    rng: np.random.Generator,
+    size: tuple[int, int] = (960, 720),
+) -> npt.NDArray[np.uint8]:
+    """A grey camera frame of a phone showing `text` as a QR code, for tests and `appliance bench qr`.
+
+    The code is drawn sharp, rotated by `angle` degrees, resampled to `module_px` pixels per module
+    (area averaging, as a sensor integrates light), centred on a grey background and given Gaussian
+    noise of `noise` grey levels.
+    """
+    fine = 8
+    code = cv2.QRCodeEncoder.create().encode(text)
+    code = cv2.copyMakeBorder(code, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=255)
+    sharp = cv2.resize(code, None, fx=fine, fy=fine, interpolation=cv2.INTER_NEAREST)
+    side = int(np.ceil(sharp.shape[0] * 1.5))
+    lo = (side - sharp.shape[0]) // 2
+    hi = side - sharp.shape[0] - lo
+    canvas = cv2.copyMakeBorder(sharp, lo, hi, lo, hi, cv2.BORDER_CONSTANT, value=190)
+    turn = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)
+    turned = cv2.warpAffine(canvas, turn, (side, side), flags=cv2.INTER_LINEAR, borderValue=190)
+    target = round(side * module_px / fine)
+    width, height = size
+    if target > min(width, height):
+        raise ValueError(f"a code of {module_px} px per module does not fit a {width}x{height} frame")
+    small = cv2.resize(turned, (target, target), interpolation=cv2.INTER_AREA)
+    frame = np.full((height, width), 190, np.uint8)
+    y, x = (height - target) // 2, (width - target) // 2
+    frame[y : y + target, x : x + target] = small
+    noisy = frame + rng.normal(0.0, noise, frame.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ _HEADERS = {
     "X-Stripe-Client-User-Agent": json.dumps({"bindings_version": stripe.VERSION, "lang": "python"}),
 }
 _NEEDS_SHOPPER = {"authentication_required"}
+_ORDER_REF = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def split_token(token: str) -> tuple[str, str] | None:
@@ -211,8 +213,8 @@ class StripeGateway:
         Stripe's search lags writes by up to a minute (more in outages), so use it for charges
         whose key may have been forgotten (a day old), not right after a timeout.
         """
-        if not order_ref.replace("-", "").replace("_", "").isalnum():
-            raise ValueError("an order reference is base64url text")
+        if not _ORDER_REF.fullmatch(order_ref):
+            raise ValueError("an order reference is 1-64 base64url characters")
         query = f"metadata['{ORDER_REF_KEY}']:'{order_ref}'"
         try:
             result = self._client.v1.payment_intents.search({"query": query, "limit": 10}, self._options())
