@@ -221,6 +221,17 @@ def test_a_fresh_charge_is_sent_without_a_look_up(sandbox: SandboxProcessor) -> 
     assert "GET /v1/payment_intents/search" not in sandbox.requests
 
 
+def test_a_key_reused_with_other_parameters_is_answered_from_the_processors_records(sandbox: SandboxProcessor) -> None:
+    """E.g. a receipt sealed anew on a retry: the first charge under the key stands; no second charge."""
+    gateway = StripeGateway("sk_test_box", sandbox.url)
+    first = a_charge()
+    ref = gateway.charge(first).processor_ref
+    resealed = ChargeRequest(first.order_ref, first.token, first.amount, "KRW", first.idempotency_key, "WR1.other")
+    outcome = attempt_charge(gateway, resealed, first_sent_at=sandbox.clock.now(), now=sandbox.clock.now())
+    assert (outcome.status, outcome.processor_ref) == ("succeeded", ref)
+    assert sandbox.ledger.summary()["per_order_ref"] == {first.order_ref: 1}
+
+
 def test_every_visit_is_charged_exactly_once_through_a_bad_day_of_faults(sandbox: SandboxProcessor) -> None:
     """A small outbox run: timeouts, 500s, 409s, dropped answers and ten minutes of outage; no clock sleeps."""
     rng = random.Random(5)

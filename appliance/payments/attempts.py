@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from appliance.payments.gateway import (
     ChargeOutcome,
     ChargeRequest,
+    KeyConflictError,
     PaymentGateway,
     ProcessorCharge,
     ProcessorUnavailableError,
@@ -65,6 +66,9 @@ def attempt_charge(
         lookup_after_s: how old the first attempt may be before a look-up comes first; keep it
             below the processor's key lifetime (24 h at Stripe).
 
+    A key conflict (the same key sent before with other parameters) is answered from the
+    processor's records for the order reference.
+
     Raises:
         ProcessorError: no definite answer; retry later with the same request.
     """
@@ -72,4 +76,12 @@ def attempt_charge(
         found = outcome_of(gateway.find(request.order_ref))
         if found is not None:
             return found
-    return gateway.charge(request)
+    try:
+        return gateway.charge(request)
+    except KeyConflictError:
+        # The key already made a charge with other parameters (a changed row, or a receipt sealed
+        # anew): what the processor did under this order reference is the answer, never a new key.
+        found = outcome_of(gateway.find(request.order_ref))
+        if found is None:
+            raise
+        return found
