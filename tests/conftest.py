@@ -61,3 +61,17 @@ def make_broker(tmp_path: Path):  # type: ignore[no-untyped-def]
     yield make
     for b in started:
         b.stop()
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The sandbox payment processor on loopback, its state in a temporary file, on a hand-moved clock.
+
+    Yields the running SandboxProcessor: `.url` for StripeGateway, `.clock.advance(s)` to move its
+    time, `.inject(Fault(...))` for faults, `.ledger.summary()` to count what it holds.
+    """
+    from appliance.gate.clock import ManualClock
+    from appliance.payments.sandbox_server import SandboxProcessor
+
+    with SandboxProcessor(tmp_path / "processor.db", clock=ManualClock(1_750_000_000.0)) as processor:
+        yield processor

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "appliance.cli.core",
     "appliance.cli.sim",
+    "appliance.cli.payments",
 )
 
 

@@ -7,6 +7,7 @@ with a safe default.
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
 
 from appliance.config.schema import many, named, section, setting
@@ -164,6 +165,53 @@ class MqttSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentSettings:
+    processor: str = setting(
+        "sandbox", help="stripe: charge the processor at api_base; sandbox: the box runs its own sandbox processor "
+        "on api_base's loopback port and charges it through the same Stripe adapter", choices=("stripe", "sandbox"),
+    )
+    api_base: str = setting(
+        "http://127.0.0.1:12111", help="the processor's API base URL: https://api.stripe.com in production; plain "
+        "http only on loopback"
+    )
+    secret_key_file: str = setting(
+        "", help="file holding the processor secret key (sk_...); never the key itself. Empty: sandbox only"
+    )
+    connect_timeout_s: float = setting(
+        3.0, help="how long to wait for a connection to the processor", min=0.1, max=60.0, unit="s"
+    )
+    read_timeout_s: float = setting(
+        10.0, help="how long to wait for an answer; a timed-out charge is retried with the same key", min=0.5,
+        max=120.0, unit="s",
+    )
+    retry_first_s: float = setting(
+        1.0, help="longest wait before the first retry (each retry may wait up to twice as long, with jitter)",
+        min=0.05, max=60.0, unit="s",
+    )
+    retry_max_s: float = setting(
+        300.0, help="longest wait between two retries of one charge", min=1.0, max=3600.0, unit="s"
+    )
+    lookup_after_h: float = setting(
+        23.0, help="a charge first sent this long ago is looked up by order reference before it is re-sent "
+        "(processors forget idempotency keys after 24 h)", min=1.0, max=23.5, unit="h",
+    )
+
+    def __post_init__(self) -> None:
+        parts = urllib.parse.urlsplit(self.api_base)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+            raise ValueError(f"api_base must be a base URL such as https://api.stripe.com, got {self.api_base!r}")
+        loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if parts.scheme == "http" and not loopback:
+            raise ValueError(f"api_base: plain http is allowed only on loopback; use https for {parts.hostname}")
+        if self.processor == "sandbox" and not loopback:
+            raise ValueError("api_base: the sandbox processor runs on this box; use a loopback address")
+        if self.processor == "stripe" and not self.secret_key_file:
+            raise ValueError("secret_key_file is required with processor = \"stripe\"")
+        if self.retry_max_s < self.retry_first_s:
+            raise ValueError("retry_max_s must be at least retry_first_s")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StoreConfig:
     """A whole store.toml."""
 
@@ -179,3 +227,4 @@ class StoreConfig:
     fusion: FusionSettings = section(FusionSettings, "who took what")
     gate: GateSettings = section(GateSettings, "entry, exit and binding people to passes")
     mqtt: MqttSettings = section(MqttSettings, "the message broker")
+    payments: PaymentSettings = section(PaymentSettings, "charging: processor, its secret key file, timeouts, retries")

@@ -98,6 +98,16 @@ def _key32(payload: dict[str, Any], key: str) -> bytes | None:
     return raw
 
 
+def _encodable(text: str) -> bool:
+    # JSON may escape lone surrogates (\ud800) that no UTF-8 encoder accepts; such a token
+    # would pass here and then crash the vault or the charge request.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _split(text: str) -> tuple[str, str, str]:
     if not isinstance(text, str) or len(text) > MAX_LEN:
         raise PassError("malformed", f"a pass is text of at most {MAX_LEN} characters")
@@ -124,6 +134,8 @@ def parse_pass_unchecked(text: str) -> PassClaims:
         raise PassError("malformed", "iss must be a non-empty string")
     if not isinstance(tok, str) or not 1 <= len(tok) <= 255:
         raise PassError("malformed", "tok must be a string of 1-255 characters")
+    if not (_encodable(iss) and _encodable(tok)):
+        raise PassError("malformed", "iss and tok must be Unicode text without lone surrogates")
     if not isinstance(nonce, str) or not _NONCE.fullmatch(nonce):
         raise PassError("malformed", "nonce must be 16-64 base64url characters")
     iat, exp = _int(payload, "iat"), _int(payload, "exp")
