@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_path
 
 from appliance.sim import SCENARIOS, STANDARD_SUITE, generate, simulate, write_recording
 from appliance.sim.recording import read_recording
-from conftest import shared_path
 
 SEED = 11
 
