@@ -358,6 +358,19 @@ class ShopFloor:
         self.carts[visit].review.append(item)
         self._record(event, f"review: {reason}", visit, hyps[0] if hyps else None, p_person)
 
+    def _price(self, hyp: Hypothesis) -> int:
+        return sum(self.planogram.products[i.sku].price * i.qty for i in hyp.items
+                   if i.sku in self.planogram.products and i.qty)
+
+    def _amount_confidence(self, best: Hypothesis, hyps: Sequence[Hypothesis]) -> float:
+        """How sure the box is of what to charge: lookalikes at the same price and count (two flavours
+        of one gum) cost the shopper the same, so their probabilities add up."""
+        if any(i.grams for i in best.items):
+            return best.probability
+        price, units = self._price(best), sum(i.qty for i in best.items)
+        return sum(h.probability for h in hyps if not h.unexplained and self._price(h) == price
+                   and sum(i.qty for i in h.items) == units and not any(i.grams for i in h.items))
+
     def _taken(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
         best = hyps[0]
         who = reaches[0] if reaches and reaches[0].score >= NOBODY_SCORE else None
@@ -383,9 +396,10 @@ class ShopFloor:
             logger.info("an item left a shelf with no shopper near it")
             self._record(event, "ignored: nobody near", "", best)
             return
-        confidence = best.probability * who.confidence
+        p_amount = self._amount_confidence(best, hyps)
+        confidence = p_amount * who.confidence
         if confidence < self.config.fusion.min_confidence:
-            reason = "which product?" if best.probability < who.confidence else "who took it?"
+            reason = "which product?" if p_amount < who.confidence else "who took it?"
             self._review(who.visit, event, reason, hyps, best.probability, who.confidence)
             return
         plates = event.sensors

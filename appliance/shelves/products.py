@@ -24,6 +24,7 @@ LOG_EXTRA_UNIT = math.log(0.35)
 LOG_EXTRA_PRODUCT = math.log(0.03)
 LOG_NOT_STOCKED_HERE = math.log(0.15)
 LOG_PLATE_UNEXPLAINED = math.log(0.002)
+LOG_PLATE_TOUCHING = math.log(0.01)
 LOG_UNEXPLAINED = math.log(0.02) - math.log(5000.0)
 LOG_BY_WEIGHT_DENSITY = -math.log(3000.0)
 MEASURE_FLOOR_G = 1.0
@@ -136,7 +137,12 @@ def explain(
     significant = [c.sensor for c in event.changes if abs(c.delta_g) >= max(3.0 * c.noise_g, 4.0)]
     touch = touching or {}
 
+    total_change = sum(abs(c.delta_g) for c in event.changes) or 1.0
+    share = {c.sensor: abs(c.delta_g) / total_change for c in event.changes}
+
     def plate_penalty(skus: Sequence[str]) -> float:
+        """Changed plates that none of the products stands on make a hypothesis unlikely; a plate
+        touching one of theirs less so (a unit pushed over the edge), in proportion to its share."""
         held: set[str] = set()
         for sku in skus:
             held |= cands[sku].plates
@@ -145,8 +151,9 @@ def explain(
             if sid in held or not held:
                 continue
             if any(n in held for n in touch.get(sid, ())):
-                continue
-            pen += LOG_PLATE_UNEXPLAINED
+                pen += LOG_PLATE_TOUCHING * min(1.0, share[sid] / 0.3)
+            else:
+                pen += LOG_PLATE_UNEXPLAINED
         return pen
 
     hyps: list[Hypothesis] = []
