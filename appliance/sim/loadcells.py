@@ -208,8 +208,8 @@ def _plate(shop: Shop, index: int, opening: float, steps: list[Step], presses: l
     reading = plate.tare_g + gain * load
 
     height = 0.75 + 0.12 * (shelf.number - 1)
-    sd = float(min(profile.noise_max_g,
-                   max(0.15, profile.noise_median_g * height * math.exp(profile.noise_spread * rng.normal()))))
+    sd = profile.noise_median_g * height * math.exp(profile.noise_spread * float(rng.normal()))
+    sd = min(profile.noise_max_g, max(0.15, sd)) if profile.noise_median_g > 0 else 0.0
     white = rng.normal(0.0, 1.0, n)
     a = math.exp(-1.0 / (rate * 0.3))
     coloured = lfilter([1.0 - a], [1.0, -a], rng.normal(0.0, 1.0, n)) * math.sqrt((1.0 + a) / (1.0 - a))
