@@ -184,6 +184,7 @@ def test_an_own_item_set_down_is_never_charged(seed: int) -> None:
     assert {line["sku"] for line in out.truth["visits"][0]["lines"]} == taken
     picked = events(out, "pick-up-own")
     assert bool(out.truth["left_behind"]) != bool(picked)
+    assert not events(out, "reached-empty"), "whoever picks their own item up finds it where they left it"
     rise = (level(out, down["sensors"], down["t"] + 1.5, down["t"] + 3.0)
             - level(out, down["sensors"], down["t"] - 4.0, down["t"] - 1.3))
     assert rise == pytest.approx(down["grams"], abs=tolerance(down["grams"]))

@@ -167,7 +167,7 @@ def _errand(sc: Scene, p: Shopper, hard: float = 0.0) -> None:
         elif what == "loose":
             bin_key = _loose(sc)[int(rng.integers(len(_loose(sc))))]
             p.scoop(bin_key, _u(sc, 120.0, 600.0))
-        else:
+        elif "own-bottle" not in p.own_spots:
             p.belongings.setdefault("own-bottle", round(_u(sc, 350.0, 650.0), 1))
             p.put_down_own("own-bottle", key)
             p.wait(_u(sc, 2.0, 8.0))
@@ -175,7 +175,7 @@ def _errand(sc: Scene, p: Shopper, hard: float = 0.0) -> None:
             p.take(other)
             holding.append(other)
             if rng.random() < 0.6:
-                p.pick_up_own("own-bottle", key)
+                p.pick_up_own("own-bottle")
     if rng.random() < 0.3:
         _glance(sc, p)
     p.leave()
@@ -409,7 +409,7 @@ def _foreign_item(sc: Scene) -> None:
     p.wait(_u(sc, 1.0, 4.0))
     p.take(_key(sc))
     if sc.rng.random() < 0.6:
-        p.pick_up_own("own-bottle", where)
+        p.pick_up_own("own-bottle")
     p.leave()
 
 

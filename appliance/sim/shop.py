@@ -282,7 +282,8 @@ def default_shop(seed: int = 0) -> Shop:
             return
         pitch = it.width_m + 0.008
         n = max(1, int((hi - lo) // pitch))
-        slots = max(1, min(12, int((SHELF_DEPTH_M - 0.02) // (it.depth_m + 0.004))))
+        # deep packages (multi-packs, bags) are stacked two or three high instead of one behind another
+        slots = max(3, min(12, int((SHELF_DEPTH_M - 0.02) // (it.depth_m + 0.004))))
         for i in range(n):
             s = lo + (i + 0.5) * (hi - lo) / n
             columns.append(Column(len(columns), shelf.index, key, it.sku, round(s, 4), it.width_m,

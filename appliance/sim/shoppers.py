@@ -46,6 +46,7 @@ class Shopper:
     acts: list[Act] = field(default_factory=list)
     reaches: list[Reach] = field(default_factory=list)
     belongings: dict[str, float] = field(default_factory=dict)
+    own_spots: dict[str, Column] = field(default_factory=dict)
     exit_t: float | None = None
     entry_t: float | None = None
     _face: tuple[int, float] | None = None
@@ -252,10 +253,13 @@ class Shopper:
             raise ValueError(f"{self.person} carries no {name!r}")
         col = self._column(where)
         self._set_down(name, col.shelf, col.s + float(self.rng.uniform(-0.02, 0.02)), 0.07, self.belongings[name])
+        self.own_spots[name] = col
 
-    def pick_up_own(self, name: str, where: str) -> None:
-        """Pick one's own item up again from the facing of product `where`."""
-        col = self._column(where)
+    def pick_up_own(self, name: str) -> None:
+        """Pick one's own item up again from where it was set down."""
+        col = self.own_spots.pop(name, None)
+        if col is None:
+            raise ValueError(f"{self.person} has not set down {name!r}")
         self._approach(col.shelf, col.s)
         t0 = self.t
         t_on = t0 + self._reach_time(col.shelf)
@@ -265,6 +269,7 @@ class Shopper:
                     float(self.rng.uniform(0.1, 0.3)))
         self.acts.append(Lift(self.person, t_lift, dur, col.shelf, col.s, name))
         self._reach(col.shelf, col.s, t0, t_on, t_lift + dur, t_lift + dur + float(self.rng.uniform(0.25, 0.5)))
+        self.wait(float(self.rng.uniform(0.3, 1.0)))
 
     def touch(self, key: str) -> None:
         """Touch or nudge a product without taking it (reading a label, straightening a row)."""
