@@ -440,8 +440,26 @@ def _day(sc: Scene) -> None:
 def _adversarial(sc: Scene) -> None:
     t = _first(sc)
     a, b, c = sc.visit(t, party=3)
+    strangers = [sc.visit(t + _u(sc, 2.0, 5.0))[0], sc.visit(t + _u(sc, 6.0, 10.0))[0]]
+    # the party's first member leans on a plate while two strangers pick beside them, one from the
+    # same or the neighbouring plate, all at once
     rest, take = _lean_pair(sc)
+    gondola = sc.shop.shelves[rest.shelf].gondola
+    cols = [col for col in sc.shop.columns if not col.loose and sc.shop.shelves[col.shelf].gondola == gondola]
+    beside = [[col for col in cols if abs(col.s - rest.s) < reach and col.index not in (rest.index, take.index)]
+              for reach in (0.2, 0.6)]
+    picks = [beside[0][int(sc.rng.integers(len(beside[0])))] if beside[0] else take,
+             beside[1][int(sc.rng.integers(len(beside[1])))] if beside[1] else take]
+    a.approach(rest)
+    for s, col in zip(strangers, picks):
+        s.approach(col)
+    together = max(p.t for p in (a, *strangers))
+    a.wait_until(together)
+    lean_start = a.t
     a.lean_across(rest, take)
+    for s, col in zip(strangers, picks):
+        s.wait_until(lean_start + _u(sc, 0.0, 2.0))
+        s.take_from(col, n=int(sc.rng.integers(1, 3)), together=bool(sc.rng.random() < 0.5))
     sc.meet(a, b)
     a.give(b, take.key)
     back = _key(sc)
@@ -449,22 +467,17 @@ def _adversarial(sc: Scene) -> None:
     b.put_back(back, where=_elsewhere(sc, back))
     c.scoop(_loose(sc)[int(sc.rng.integers(3))], _u(sc, 100.0, 500.0))
     c.rest_hand(_key(sc), _u(sc, 3.0, 9.0))
-    # strangers crowding the gondola the party's first member leans on
-    gondola = sc.shop.shelves[rest.shelf].gondola
-    cols = [col for col in sc.shop.columns if not col.loose and sc.shop.shelves[col.shelf].gondola == gondola]
-    strangers = [sc.visit(t + _u(sc, 5.0, 15.0))[0], sc.visit(t + _u(sc, 16.0, 25.0))[0]]
-    for s in strangers:
-        near = [col for col in cols if abs(col.s - rest.s) < 0.45]
-        s.take_from(near[int(sc.rng.integers(len(near)))], n=int(sc.rng.integers(1, 3)))
-    straddlers = [col for col in cols if len(col.split) > 1]
-    if straddlers:
-        strangers[0].take_from(straddlers[int(sc.rng.integers(len(straddlers)))])
+    c.take(_key(sc), n=2, together=False)
+    straddlers = [col for col in sc.shop.columns if len(col.split) > 1 and not col.loose]
+    strangers[0].take_from(straddlers[int(sc.rng.integers(len(straddlers)))])
     strangers[1].belongings["own-bottle"] = round(_u(sc, 350.0, 650.0), 1)
     strangers[1].put_down_own("own-bottle", _key(sc))
     gift = _key(sc)
     strangers[0].take(gift)
     sc.meet(strangers[0], strangers[1])
     strangers[0].give(strangers[1], gift)
+    if sc.rng.random() < 0.5:
+        strangers[1].pick_up_own("own-bottle")
     for p in (a, b, c, *strangers):
         p.leave()
 
