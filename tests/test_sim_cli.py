@@ -57,3 +57,18 @@ def test_a_long_run_reports_progress_on_stderr(capsys: pytest.CaptureFixture[str
     assert "[sim" in err and "load cells" in err and "done" in err
     simulate("day", 1, duration_s=300.0, shoppers=1)
     assert capsys.readouterr().err == ""
+
+
+def test_sim_show_draws_a_recording_with_or_without_truth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dest = tmp_path / "rec"
+    assert main(["sim", "generate", "--scenario", "return-same", "--seed", "2", str(dest)]) == 0
+    assert main(["sim", "show", str(dest)]) == 0
+    png = tmp_path / "rec.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    (dest / "truth.json").unlink()
+    assert main(["sim", "show", str(dest), "--out", str(tmp_path / "bare.png"), "--events", "3"]) == 0
+    assert (tmp_path / "bare.png").stat().st_size > 20_000
+    (dest / "gate.csv").write_text("t,event,pass\n1,enter,\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["sim", "show", str(dest)]) == 1
+    assert "gate.csv:2 event" in capsys.readouterr().err

@@ -27,6 +27,12 @@ def register(commands: Any, bench: Any) -> None:
     p.add_argument("out", help="the recording folder to write (replaced atomically if it exists)")
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("show", help="draw a recording as a PNG: the floor with tracks, plates around each event")
+    p.add_argument("recording", help="a recording folder")
+    p.add_argument("--out", help="PNG to write (default: beside the folder, RECORDING.png)")
+    p.add_argument("--events", type=int, default=8, help="how many moments to zoom in on (default 8)")
+    p.set_defaults(func=cmd_show)
+
     b = bench.add_parser("sim", help="how fast the simulator writes a shop day, and how big it is")
     b.add_argument("--scenario", default="day", help="scenario to generate (default: the one-hour day)")
     b.add_argument("--seed", type=int, default=1)
@@ -69,6 +75,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as err:
         raise CliError(str(err)) from err
     print(f"wrote {dest} ({args.scenario}, seed {args.seed})")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from appliance.sim.recording import RecordingError, read_recording
+
+    try:
+        import matplotlib  # noqa: F401
+
+        from appliance.sim.picture import draw
+    except ImportError as err:
+        raise CliError("drawing needs matplotlib, which the dev install brings (./install/dev.sh setup)") from err
+    folder = Path(args.recording)
+    try:
+        rec = read_recording(folder)
+    except RecordingError as err:
+        raise CliError(str(err)) from err
+    dest = draw(rec, Path(args.out) if args.out else folder.with_name(folder.name + ".png"), args.events)
+    print(f"wrote {dest}")
     return 0
 
 
