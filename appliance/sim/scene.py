@@ -88,8 +88,9 @@ class Scene:
                              height_m=float(rng.uniform(1.5, 1.92)), speed=speed,
                              away=float(rng.uniform(0.35, 0.65)))
             person.wait_until(walk_start)
-            person._walk([(x, y), (x, y_line + 0.45)])
-            person.entry_t = cross
+            person.walk_straight((x, y_line + 0.45))
+            t_in = person.t
+            person.entry_t = walk_start + (t_in - walk_start) * (y_line - y) / (y_line + 0.45 - y)
             visit.members.append(person)
             self.people.append(person)
             cross += float(rng.uniform(0.6, 1.6))

@@ -88,6 +88,11 @@ class Shopper:
             self.t += d / (self.speed * float(self.rng.uniform(0.9, 1.1)))
             self._mark(self.t, b)
 
+    def walk_straight(self, p: Point) -> None:
+        """Walk straight to a point (through a door, along a shelf), without route planning."""
+        self._walk([self.pos, p])
+        self._face = None
+
     def walk_to(self, p: Point) -> None:
         """Walk the shortest clear route to a floor point."""
         self._walk(self.plan.route(self.pos, p))
