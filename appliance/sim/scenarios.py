@@ -310,19 +310,11 @@ def _party(sc: Scene) -> None:
         p.leave()
 
 
-def _handoff(sc: Scene) -> None:
-    a, b = sc.visit(_first(sc), party=2)
-    key = _key(sc)
-    a.take(key)
-    sc.meet(a, b)
-    a.give(b, key)
-    b.take(_key(sc, (key,)))
-    a.leave()
-    b.leave()
-    # Two strangers on their own passes: the one who took it from the shelf is charged.
-    s1 = sc.visit(a.t - _u(sc, 10.0, 30.0))[0]
-    s2 = sc.visit(s1.t + _u(sc, 3.0, 8.0))[0]
-    gift = _key(sc, (key,))
+def _strangers_handoff(sc: Scene, at: float) -> None:
+    """Two strangers on their own passes; one hands the other something (the taker is charged)."""
+    s1 = sc.visit(at)[0]
+    s2 = sc.visit(at + _u(sc, 3.0, 8.0))[0]
+    gift = _key(sc)
     s1.take(gift)
     _glance(sc, s2)
     sc.meet(s1, s2)
@@ -333,11 +325,26 @@ def _handoff(sc: Scene) -> None:
     s2.leave()
 
 
+def _handoff(sc: Scene) -> None:
+    a, b = sc.visit(_first(sc), party=2)
+    key = _key(sc)
+    a.take(key)
+    sc.meet(a, b)
+    a.give(b, key)
+    b.take(_key(sc, (key,)))
+    a.leave()
+    b.leave()
+    _strangers_handoff(sc, a.t - _u(sc, 10.0, 30.0))
+
+
 def _crowd(sc: Scene) -> None:
-    n = int(sc.rng.integers(2, 4))
+    _crowd_at(sc, _first(sc), int(sc.rng.integers(2, 4)))
+
+
+def _crowd_at(sc: Scene, t: float, n: int) -> None:
+    """n shoppers on their own passes, arriving seconds apart, pick side by side at one gondola."""
     gondola = int(sc.rng.integers(1, 5))
     cols = [c for c in sc.shop.columns if not c.loose and sc.shop.shelves[c.shelf].gondola == gondola]
-    t = _first(sc)
     people: list[Shopper] = []
     for _ in range(n):
         people += sc.visit(t)
@@ -414,9 +421,24 @@ def _foreign_item(sc: Scene) -> None:
 
 
 def _busy(sc: Scene, hard: float) -> None:
+    """`shoppers` visits arriving at random over the day: mostly single shoppers and parties on
+    errands, now and then a crowd at one gondola or two strangers handing something over."""
     n = int(sc.params["shoppers"])
     window = float(sc.params["duration_s"]) - 240.0
-    for at in _arrivals(sc, n, max(30.0, window)):
+    arrivals = _arrivals(sc, n, max(30.0, window))
+    i = 0
+    while i < len(arrivals):
+        at, left = arrivals[i], len(arrivals) - i
+        roll = sc.rng.random()
+        if roll < 0.08 and left >= 2:
+            k = min(left, int(sc.rng.integers(2, 4)))
+            _crowd_at(sc, at, k)
+            i += k
+            continue
+        if roll < 0.14 and left >= 2:
+            _strangers_handoff(sc, at)
+            i += 2
+            continue
         size = 1 if sc.rng.random() < 0.75 else int(sc.rng.integers(2, 5))
         people = sc.visit(at, party=size)
         if size > 1 and sc.rng.random() < 0.5:
@@ -427,6 +449,7 @@ def _busy(sc: Scene, hard: float) -> None:
             a.give(b, key)
         for p in people:
             _errand(sc, p, hard)
+        i += 1
 
 
 def _rush(sc: Scene) -> None:
@@ -518,9 +541,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              False, 3, _tracker_faults, tracker=_FAULTY_TRACKER),
     Scenario("foreign-item", "one shopper sets down their own bottle on a shelf, maybe picks it up again", True, 2,
              _foreign_item),
-    Scenario("rush", "a busy 10 minutes: 12 groups arrive at random and do everything shoppers do", False, 4,
+    Scenario("rush", "a busy 10 minutes: 12 visits arrive at random and do everything shoppers do", False, 4,
              _rush, params=(("shoppers", 12), ("duration_s", 600.0))),
-    Scenario("day", "one hour, 20 groups, everything mixed (long: not in the standard suite)", False, 4, _day,
+    Scenario("day", "one hour, 20 visits, everything mixed (long: not in the standard suite)", False, 4, _day,
              params=(("shoppers", 20), ("duration_s", 3600.0))),
     Scenario("adversarial", "all hard behaviours at once, with noisy sensors and a faulty tracker", False, 5,
              _adversarial, sensors=_NOISY, tracker=_FAULTY_TRACKER),
