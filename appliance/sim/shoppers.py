@@ -152,10 +152,11 @@ class Shopper:
         return cols[int(self.rng.integers(len(cols)))]
 
     def _wobble(self, amount: float, lo_hz: float, hi_hz: float) -> tuple[tuple[float, float, float], ...]:
-        n = 3
-        amps = self.rng.dirichlet(np.ones(n)) * amount
-        return tuple((float(a), float(self.rng.uniform(lo_hz, hi_hz)), float(self.rng.uniform(0, 2 * math.pi)))
-                     for a in amps)
+        """A hand's unsteadiness: a few sway terms, slower ones larger (amplitudes add up to `amount`)."""
+        hz = np.exp(self.rng.uniform(math.log(lo_hz), math.log(hi_hz), 5))
+        weights = self.rng.uniform(0.3, 1.0, 5) / np.sqrt(hz)
+        amps = weights / weights.sum() * amount
+        return tuple((float(a), float(f), float(self.rng.uniform(0, 2 * math.pi))) for a, f in zip(amps, hz))
 
     def _target(self, shelf: int, s: float) -> tuple[float, float, float]:
         sh = self.shop.shelves[shelf]
