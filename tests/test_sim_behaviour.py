@@ -11,7 +11,7 @@ import pytest
 
 from appliance.config import parse_config
 from appliance.gate.passes import verify_signature
-from appliance.sim import SimOutput, default_shop, simulate
+from appliance.sim import STANDARD_SUITE, SimOutput, default_shop, simulate
 
 SEEDS = (1, 2, 3)
 
@@ -338,3 +338,18 @@ def test_a_faulty_tracker_fragments_tracks_and_shows_ghosts() -> None:
     stats = out.truth["tracker"]
     assert stats["fragments"] > 0 and stats["ghosts"] > 0
     assert len({p.track for p in out.tracks}) >= len(out.people) + stats["fragments"]
+
+
+@pytest.mark.parametrize("name", [n for n in STANDARD_SUITE if n != "rush"])
+def test_people_handle_goods_only_between_walking_in_and_walking_out(name: str) -> None:
+    out = sim(name, 1)
+    line_y = out.config_raw["floor"]["entry"][0][1]
+    inside = {}
+    for path in out.people:
+        idx = np.nonzero(path.xy[:, 1] > line_y)[0]
+        inside[path.person] = (float(path.t[idx[0]]), float(path.t[idx[-1]]))
+    for e in events(out):
+        t_in, t_out = inside[e["person"]]
+        assert t_in < e["t"] < t_out, f"{e['person']} {e['act']} at {e['t']} outside {t_in}..{t_out}"
+    people = {p for v in out.truth["visits"] for p in v["people"]}
+    assert people == set(inside) and len(out.people) == len(people)
