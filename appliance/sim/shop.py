@@ -124,12 +124,6 @@ class Shop:
     exit: tuple[Point, Point]
     config_raw: dict[str, Any]
 
-    def item(self, sku: str) -> Item:
-        for it in self.items.values():
-            if it.sku == sku:
-                return it
-        raise KeyError(f"no product with sku {sku!r}")
-
     def plate(self, plate_id: str) -> Plate:
         for p in self.plates:
             if p.id == plate_id:
@@ -138,9 +132,6 @@ class Shop:
 
     def columns_of(self, key: str) -> list[Column]:
         return [c for c in self.columns if c.key == key]
-
-    def columns_on(self, plate: int) -> list[Column]:
-        return [c for c in self.columns if any(p == plate for p, _ in c.split)]
 
     def split_at(self, shelf: int, s: float, width: float) -> tuple[tuple[int, float], ...]:
         """How a package `width` wide standing at `s` divides its weight between the shelf's plates."""
