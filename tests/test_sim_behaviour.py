@@ -11,7 +11,7 @@ import pytest
 
 from appliance.config import parse_config
 from appliance.gate.passes import verify_signature
-from appliance.sim import SimOutput, default_shop, simulate
+from appliance.sim import STANDARD_SUITE, SimOutput, default_shop, simulate
 
 SEEDS = (1, 2, 3)
 
@@ -184,6 +184,7 @@ def test_an_own_item_set_down_is_never_charged(seed: int) -> None:
     assert {line["sku"] for line in out.truth["visits"][0]["lines"]} == taken
     picked = events(out, "pick-up-own")
     assert bool(out.truth["left_behind"]) != bool(picked)
+    assert not events(out, "reached-empty"), "whoever picks their own item up finds it where they left it"
     rise = (level(out, down["sensors"], down["t"] + 1.5, down["t"] + 3.0)
             - level(out, down["sensors"], down["t"] - 4.0, down["t"] - 1.3))
     assert rise == pytest.approx(down["grams"], abs=tolerance(down["grams"]))
@@ -337,3 +338,18 @@ def test_a_faulty_tracker_fragments_tracks_and_shows_ghosts() -> None:
     stats = out.truth["tracker"]
     assert stats["fragments"] > 0 and stats["ghosts"] > 0
     assert len({p.track for p in out.tracks}) >= len(out.people) + stats["fragments"]
+
+
+@pytest.mark.parametrize("name", [n for n in STANDARD_SUITE if n != "rush"])
+def test_people_handle_goods_only_between_walking_in_and_walking_out(name: str) -> None:
+    out = sim(name, 1)
+    line_y = out.config_raw["floor"]["entry"][0][1]
+    inside = {}
+    for path in out.people:
+        idx = np.nonzero(path.xy[:, 1] > line_y)[0]
+        inside[path.person] = (float(path.t[idx[0]]), float(path.t[idx[-1]]))
+    for e in events(out):
+        t_in, t_out = inside[e["person"]]
+        assert t_in < e["t"] < t_out, f"{e['person']} {e['act']} at {e['t']} outside {t_in}..{t_out}"
+    people = {p for v in out.truth["visits"] for p in v["people"]}
+    assert people == set(inside) and len(out.people) == len(people)

@@ -20,9 +20,10 @@ SEED = 11
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The standard suite plus a shortened day (5 minutes, 3 groups), written once for this module."""
+    """The standard suite, with the rush and the day shortened to 5 minutes, written once for this module."""
     root = tmp_path_factory.mktemp("suite")
-    out = {name: generate(name, SEED, root / name) for name in STANDARD_SUITE}
+    short = {"rush": {"duration_s": 300.0, "shoppers": 6}}
+    out = {name: generate(name, SEED, root / name, **short.get(name, {})) for name in STANDARD_SUITE}
     out["day"] = generate("day", SEED, root / "day", duration_s=300.0, shoppers=3, progress=False)
     return out
 

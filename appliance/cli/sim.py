@@ -11,6 +11,8 @@ from typing import Any
 
 from appliance.cli import CliError
 
+_SHARED_AIFI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "aifi-benchmark-1" / "plate_data.json"
+
 
 def register(commands: Any, bench: Any) -> None:
     sim = commands.add_parser("sim", help="the store simulator: scenarios and recordings with truth")
@@ -25,9 +27,17 @@ def register(commands: Any, bench: Any) -> None:
     p.add_argument("out", help="the recording folder to write (replaced atomically if it exists)")
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("show", help="draw a recording as a PNG: the floor with tracks, plates around each event")
+    p.add_argument("recording", help="a recording folder")
+    p.add_argument("--out", help="PNG to write (default: beside the folder, RECORDING.png)")
+    p.add_argument("--events", type=int, default=8, help="how many moments to zoom in on (default 8)")
+    p.set_defaults(func=cmd_show)
+
     b = bench.add_parser("sim", help="how fast the simulator writes a shop day, and how big it is")
     b.add_argument("--scenario", default="day", help="scenario to generate (default: the one-hour day)")
     b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--aifi", default=str(_SHARED_AIFI),
+                   help="AiFi plate_data.json to compare plate noise with (real data, measured in the same run)")
     b.set_defaults(func=cmd_bench_sim)
 
 
@@ -68,7 +78,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from appliance.sim.recording import RecordingError, read_recording
+
+    try:
+        import matplotlib  # noqa: F401
+
+        from appliance.sim.picture import draw
+    except ImportError as err:
+        raise CliError("drawing needs matplotlib, which the dev install brings (./install/dev.sh setup)") from err
+    folder = Path(args.recording)
+    try:
+        rec = read_recording(folder)
+    except RecordingError as err:
+        raise CliError(str(err)) from err
+    dest = draw(rec, Path(args.out) if args.out else folder.with_name(folder.name + ".png"), args.events)
+    print(f"wrote {dest}")
+    return 0
+
+
 def cmd_bench_sim(args: argparse.Namespace) -> int:
+    from appliance.sim.realism import aifi_readings, window_noise
     from appliance.sim.scenarios import SCENARIOS
     from appliance.sim.simulator import simulate, write_recording
 
@@ -89,4 +119,11 @@ def cmd_bench_sim(args: argparse.Namespace) -> int:
     print(f"  readings: {n:,} ({n / span:,.0f}/s of shop time); weights.csv {mb:,.1f} MB "
           f"({mb * 3600 / span:,.0f} MB per shop hour); tracks.csv {sizes['tracks.csv'] / 1e6:.1f} MB")
     print(f"  simulate {t1 - t0:.1f} s, write {t2 - t1:.1f} s: {span / (t2 - t0):,.0f}x real time")
+    print(f"  plate noise, std in 1 s windows (median / p90 / max): sim {window_noise(out.t, out.sensor, out.grams)}")
+    aifi = Path(args.aifi)
+    if aifi.exists():
+        real = window_noise(*aifi_readings(aifi))
+        print(f"  the same figure on real data, AiFi BENCHMARK-1 (one shopper, 17 s): {real}")
+    else:
+        print(f"  (no AiFi data at {aifi} to compare with)")
     return 0

@@ -61,6 +61,7 @@ class FloorPlan:
                     self.edges[j].append((i, d))
 
     def walkable(self, p: Point) -> bool:
+        """Whether a person's centre can stand at p (inside the bounds, clear of every obstacle)."""
         b = self.bounds
         inside = b.x0 <= p[0] <= b.x1 and b.y0 <= p[1] <= b.y1
         return inside and not any(blk.contains(p) for blk in self.blocks)

@@ -167,7 +167,7 @@ def _errand(sc: Scene, p: Shopper, hard: float = 0.0) -> None:
         elif what == "loose":
             bin_key = _loose(sc)[int(rng.integers(len(_loose(sc))))]
             p.scoop(bin_key, _u(sc, 120.0, 600.0))
-        else:
+        elif "own-bottle" not in p.own_spots:
             p.belongings.setdefault("own-bottle", round(_u(sc, 350.0, 650.0), 1))
             p.put_down_own("own-bottle", key)
             p.wait(_u(sc, 2.0, 8.0))
@@ -175,7 +175,7 @@ def _errand(sc: Scene, p: Shopper, hard: float = 0.0) -> None:
             p.take(other)
             holding.append(other)
             if rng.random() < 0.6:
-                p.pick_up_own("own-bottle", key)
+                p.pick_up_own("own-bottle")
     if rng.random() < 0.3:
         _glance(sc, p)
     p.leave()
@@ -310,19 +310,11 @@ def _party(sc: Scene) -> None:
         p.leave()
 
 
-def _handoff(sc: Scene) -> None:
-    a, b = sc.visit(_first(sc), party=2)
-    key = _key(sc)
-    a.take(key)
-    sc.meet(a, b)
-    a.give(b, key)
-    b.take(_key(sc, (key,)))
-    a.leave()
-    b.leave()
-    # Two strangers on their own passes: the one who took it from the shelf is charged.
-    s1 = sc.visit(a.t - _u(sc, 10.0, 30.0))[0]
-    s2 = sc.visit(s1.t + _u(sc, 3.0, 8.0))[0]
-    gift = _key(sc, (key,))
+def _strangers_handoff(sc: Scene, at: float) -> None:
+    """Two strangers on their own passes; one hands the other something (the taker is charged)."""
+    s1 = sc.visit(at)[0]
+    s2 = sc.visit(at + _u(sc, 3.0, 8.0))[0]
+    gift = _key(sc)
     s1.take(gift)
     _glance(sc, s2)
     sc.meet(s1, s2)
@@ -333,11 +325,26 @@ def _handoff(sc: Scene) -> None:
     s2.leave()
 
 
+def _handoff(sc: Scene) -> None:
+    a, b = sc.visit(_first(sc), party=2)
+    key = _key(sc)
+    a.take(key)
+    sc.meet(a, b)
+    a.give(b, key)
+    b.take(_key(sc, (key,)))
+    a.leave()
+    b.leave()
+    _strangers_handoff(sc, a.t - _u(sc, 10.0, 30.0))
+
+
 def _crowd(sc: Scene) -> None:
-    n = int(sc.rng.integers(2, 4))
+    _crowd_at(sc, _first(sc), int(sc.rng.integers(2, 4)))
+
+
+def _crowd_at(sc: Scene, t: float, n: int) -> None:
+    """n shoppers on their own passes, arriving seconds apart, pick side by side at one gondola."""
     gondola = int(sc.rng.integers(1, 5))
     cols = [c for c in sc.shop.columns if not c.loose and sc.shop.shelves[c.shelf].gondola == gondola]
-    t = _first(sc)
     people: list[Shopper] = []
     for _ in range(n):
         people += sc.visit(t)
@@ -409,14 +416,29 @@ def _foreign_item(sc: Scene) -> None:
     p.wait(_u(sc, 1.0, 4.0))
     p.take(_key(sc))
     if sc.rng.random() < 0.6:
-        p.pick_up_own("own-bottle", where)
+        p.pick_up_own("own-bottle")
     p.leave()
 
 
 def _busy(sc: Scene, hard: float) -> None:
+    """`shoppers` visits arriving at random over the day: mostly single shoppers and parties on
+    errands, now and then a crowd at one gondola or two strangers handing something over."""
     n = int(sc.params["shoppers"])
     window = float(sc.params["duration_s"]) - 240.0
-    for at in _arrivals(sc, n, max(30.0, window)):
+    arrivals = _arrivals(sc, n, max(30.0, window))
+    i = 0
+    while i < len(arrivals):
+        at, left = arrivals[i], len(arrivals) - i
+        roll = sc.rng.random()
+        if roll < 0.08 and left >= 2:
+            k = min(left, int(sc.rng.integers(2, 4)))
+            _crowd_at(sc, at, k)
+            i += k
+            continue
+        if roll < 0.14 and left >= 2:
+            _strangers_handoff(sc, at)
+            i += 2
+            continue
         size = 1 if sc.rng.random() < 0.75 else int(sc.rng.integers(2, 5))
         people = sc.visit(at, party=size)
         if size > 1 and sc.rng.random() < 0.5:
@@ -427,6 +449,7 @@ def _busy(sc: Scene, hard: float) -> None:
             a.give(b, key)
         for p in people:
             _errand(sc, p, hard)
+        i += 1
 
 
 def _rush(sc: Scene) -> None:
@@ -440,8 +463,26 @@ def _day(sc: Scene) -> None:
 def _adversarial(sc: Scene) -> None:
     t = _first(sc)
     a, b, c = sc.visit(t, party=3)
+    strangers = [sc.visit(t + _u(sc, 2.0, 5.0))[0], sc.visit(t + _u(sc, 6.0, 10.0))[0]]
+    # the party's first member leans on a plate while two strangers pick beside them, one from the
+    # same or the neighbouring plate, all at once
     rest, take = _lean_pair(sc)
+    gondola = sc.shop.shelves[rest.shelf].gondola
+    cols = [col for col in sc.shop.columns if not col.loose and sc.shop.shelves[col.shelf].gondola == gondola]
+    beside = [[col for col in cols if abs(col.s - rest.s) < reach and col.index not in (rest.index, take.index)]
+              for reach in (0.2, 0.6)]
+    picks = [beside[0][int(sc.rng.integers(len(beside[0])))] if beside[0] else take,
+             beside[1][int(sc.rng.integers(len(beside[1])))] if beside[1] else take]
+    a.approach(rest)
+    for s, col in zip(strangers, picks):
+        s.approach(col)
+    together = max(p.t for p in (a, *strangers))
+    a.wait_until(together)
+    lean_start = a.t
     a.lean_across(rest, take)
+    for s, col in zip(strangers, picks):
+        s.wait_until(lean_start + _u(sc, 0.0, 2.0))
+        s.take_from(col, n=int(sc.rng.integers(1, 3)), together=bool(sc.rng.random() < 0.5))
     sc.meet(a, b)
     a.give(b, take.key)
     back = _key(sc)
@@ -449,22 +490,17 @@ def _adversarial(sc: Scene) -> None:
     b.put_back(back, where=_elsewhere(sc, back))
     c.scoop(_loose(sc)[int(sc.rng.integers(3))], _u(sc, 100.0, 500.0))
     c.rest_hand(_key(sc), _u(sc, 3.0, 9.0))
-    # strangers crowding the gondola the party's first member leans on
-    gondola = sc.shop.shelves[rest.shelf].gondola
-    cols = [col for col in sc.shop.columns if not col.loose and sc.shop.shelves[col.shelf].gondola == gondola]
-    strangers = [sc.visit(t + _u(sc, 5.0, 15.0))[0], sc.visit(t + _u(sc, 16.0, 25.0))[0]]
-    for s in strangers:
-        near = [col for col in cols if abs(col.s - rest.s) < 0.45]
-        s.take_from(near[int(sc.rng.integers(len(near)))], n=int(sc.rng.integers(1, 3)))
-    straddlers = [col for col in cols if len(col.split) > 1]
-    if straddlers:
-        strangers[0].take_from(straddlers[int(sc.rng.integers(len(straddlers)))])
+    c.take(_key(sc), n=2, together=False)
+    straddlers = [col for col in sc.shop.columns if len(col.split) > 1 and not col.loose]
+    strangers[0].take_from(straddlers[int(sc.rng.integers(len(straddlers)))])
     strangers[1].belongings["own-bottle"] = round(_u(sc, 350.0, 650.0), 1)
     strangers[1].put_down_own("own-bottle", _key(sc))
     gift = _key(sc)
     strangers[0].take(gift)
     sc.meet(strangers[0], strangers[1])
     strangers[0].give(strangers[1], gift)
+    if sc.rng.random() < 0.5:
+        strangers[1].pick_up_own("own-bottle")
     for p in (a, b, c, *strangers):
         p.leave()
 
@@ -505,9 +541,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              False, 3, _tracker_faults, tracker=_FAULTY_TRACKER),
     Scenario("foreign-item", "one shopper sets down their own bottle on a shelf, maybe picks it up again", True, 2,
              _foreign_item),
-    Scenario("rush", "a busy 10 minutes: 12 groups arrive at random and do everything shoppers do", False, 4,
+    Scenario("rush", "a busy 10 minutes: 12 visits arrive at random and do everything shoppers do", False, 4,
              _rush, params=(("shoppers", 12), ("duration_s", 600.0))),
-    Scenario("day", "one hour, 20 groups, everything mixed (long: not in the standard suite)", False, 4, _day,
+    Scenario("day", "one hour, 20 visits, everything mixed (long: not in the standard suite)", False, 4, _day,
              params=(("shoppers", 20), ("duration_s", 3600.0))),
     Scenario("adversarial", "all hard behaviours at once, with noisy sensors and a faulty tracker", False, 5,
              _adversarial, sensors=_NOISY, tracker=_FAULTY_TRACKER),

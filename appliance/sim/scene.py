@@ -2,7 +2,7 @@
 
 A scenario writes its story against a `Scene`: it opens visits at the gate (a pass scanned, one
 to four people walking in), directs each person, and brings people together to hand things
-over. The scene keeps the gate's log and everything the renderers need afterwards.
+over. The scene keeps the visits and people the renderers need afterwards.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from appliance.events import GateEvent
 from appliance.gate.passes import b64url_encode, issue_pass
 from appliance.sim.floorplan import FloorPlan
 from appliance.sim.shop import ISSUER, Point, Rect, Shop, issuer_key
@@ -88,8 +87,9 @@ class Scene:
                              height_m=float(rng.uniform(1.5, 1.92)), speed=speed,
                              away=float(rng.uniform(0.35, 0.65)))
             person.wait_until(walk_start)
-            person._walk([(x, y), (x, y_line + 0.45)])
-            person.entry_t = cross
+            person.walk_straight((x, y_line + 0.45))
+            t_in = person.t
+            person.entry_t = walk_start + (t_in - walk_start) * (y_line - y) / (y_line + 0.45 - y)
             visit.members.append(person)
             self.people.append(person)
             cross += float(rng.uniform(0.6, 1.6))
@@ -108,12 +108,6 @@ class Scene:
         both = max(a.t, b.t)
         a.wait_until(both)
         b.wait_until(both)
-
-    def gate_log(self) -> list[GateEvent]:
-        """Entries (at each scan) and exits (as each person crosses the exit line), in time order."""
-        events = [GateEvent(v.scan_t, "entry", v.pass_text) for v in self.visits]
-        events += [GateEvent(p.exit_t, "exit") for p in self.people if p.exit_t is not None]
-        return sorted(events, key=lambda e: (e.t, e.kind))
 
     @property
     def end(self) -> float:

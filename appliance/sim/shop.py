@@ -124,12 +124,6 @@ class Shop:
     exit: tuple[Point, Point]
     config_raw: dict[str, Any]
 
-    def item(self, sku: str) -> Item:
-        for it in self.items.values():
-            if it.sku == sku:
-                return it
-        raise KeyError(f"no product with sku {sku!r}")
-
     def plate(self, plate_id: str) -> Plate:
         for p in self.plates:
             if p.id == plate_id:
@@ -138,9 +132,6 @@ class Shop:
 
     def columns_of(self, key: str) -> list[Column]:
         return [c for c in self.columns if c.key == key]
-
-    def columns_on(self, plate: int) -> list[Column]:
-        return [c for c in self.columns if any(p == plate for p, _ in c.split)]
 
     def split_at(self, shelf: int, s: float, width: float) -> tuple[tuple[int, float], ...]:
         """How a package `width` wide standing at `s` divides its weight between the shelf's plates."""
@@ -282,7 +273,8 @@ def default_shop(seed: int = 0) -> Shop:
             return
         pitch = it.width_m + 0.008
         n = max(1, int((hi - lo) // pitch))
-        slots = max(1, min(12, int((SHELF_DEPTH_M - 0.02) // (it.depth_m + 0.004))))
+        # deep packages (multi-packs, bags) are stacked two or three high instead of one behind another
+        slots = max(3, min(12, int((SHELF_DEPTH_M - 0.02) // (it.depth_m + 0.004))))
         for i in range(n):
             s = lo + (i + 0.5) * (hi - lo) / n
             columns.append(Column(len(columns), shelf.index, key, it.sku, round(s, 4), it.width_m,

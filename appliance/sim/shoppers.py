@@ -46,6 +46,7 @@ class Shopper:
     acts: list[Act] = field(default_factory=list)
     reaches: list[Reach] = field(default_factory=list)
     belongings: dict[str, float] = field(default_factory=dict)
+    own_spots: dict[str, Column] = field(default_factory=dict)
     exit_t: float | None = None
     entry_t: float | None = None
     _face: tuple[int, float] | None = None
@@ -86,6 +87,11 @@ class Shopper:
                 continue
             self.t += d / (self.speed * float(self.rng.uniform(0.9, 1.1)))
             self._mark(self.t, b)
+
+    def walk_straight(self, p: Point) -> None:
+        """Walk straight to a point (through a door, along a shelf), without route planning."""
+        self._walk([self.pos, p])
+        self._face = None
 
     def walk_to(self, p: Point) -> None:
         """Walk the shortest clear route to a floor point."""
@@ -146,10 +152,11 @@ class Shopper:
         return cols[int(self.rng.integers(len(cols)))]
 
     def _wobble(self, amount: float, lo_hz: float, hi_hz: float) -> tuple[tuple[float, float, float], ...]:
-        n = 3
-        amps = self.rng.dirichlet(np.ones(n)) * amount
-        return tuple((float(a), float(self.rng.uniform(lo_hz, hi_hz)), float(self.rng.uniform(0, 2 * math.pi)))
-                     for a in amps)
+        """A hand's unsteadiness: a few sway terms, slower ones larger (amplitudes add up to `amount`)."""
+        hz = np.exp(self.rng.uniform(math.log(lo_hz), math.log(hi_hz), 5))
+        weights = self.rng.uniform(0.3, 1.0, 5) / np.sqrt(hz)
+        amps = weights / weights.sum() * amount
+        return tuple((float(a), float(f), float(self.rng.uniform(0, 2 * math.pi))) for a, f in zip(amps, hz))
 
     def _target(self, shelf: int, s: float) -> tuple[float, float, float]:
         sh = self.shop.shelves[shelf]
@@ -252,10 +259,13 @@ class Shopper:
             raise ValueError(f"{self.person} carries no {name!r}")
         col = self._column(where)
         self._set_down(name, col.shelf, col.s + float(self.rng.uniform(-0.02, 0.02)), 0.07, self.belongings[name])
+        self.own_spots[name] = col
 
-    def pick_up_own(self, name: str, where: str) -> None:
-        """Pick one's own item up again from the facing of product `where`."""
-        col = self._column(where)
+    def pick_up_own(self, name: str) -> None:
+        """Pick one's own item up again from where it was set down."""
+        col = self.own_spots.pop(name, None)
+        if col is None:
+            raise ValueError(f"{self.person} has not set down {name!r}")
         self._approach(col.shelf, col.s)
         t0 = self.t
         t_on = t0 + self._reach_time(col.shelf)
@@ -265,6 +275,7 @@ class Shopper:
                     float(self.rng.uniform(0.1, 0.3)))
         self.acts.append(Lift(self.person, t_lift, dur, col.shelf, col.s, name))
         self._reach(col.shelf, col.s, t0, t_on, t_lift + dur, t_lift + dur + float(self.rng.uniform(0.25, 0.5)))
+        self.wait(float(self.rng.uniform(0.3, 1.0)))
 
     def touch(self, key: str) -> None:
         """Touch or nudge a product without taking it (reading a label, straightening a row)."""

@@ -131,7 +131,8 @@ def render(shop: Shop, paths: Sequence[PersonPath], reaches: dict[str, list[Reac
                 continue
             lo, hi = int(np.searchsorted(ft, reach.t0)), int(np.searchsorted(ft, reach.t1, side="right"))
             for k in range(lo, hi):
-                if prng.random() < profile.hand_frame_p:
+                # two hands at the shelves at once (leaning across): either may be the one reported
+                if prng.random() < profile.hand_frame_p and (hand_rows[k] is None or prng.random() < 0.5):
                     hx, hy, hz = _hand(reach, float(ft[k]))
                     jitter = prng.normal(0.0, profile.hand_noise_m, 3)
                     hand_rows[k] = (hx + float(jitter[0]), hy + float(jitter[1]), hz + float(jitter[2]))
