@@ -139,7 +139,7 @@ class FusionSettings:
         max=1.0,
     )
     resolve_lag_s: float = setting(
-        1.0, help="how long after a shelf event settles the box waits for track data before deciding",
+        0.5, help="how long after a shelf event settles the box waits for track data before deciding",
         min=0.0, max=30.0, unit="s",
     )
 

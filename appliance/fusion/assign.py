@@ -79,9 +79,15 @@ def hand_scores(hands: FloatArray, plate: Sensor) -> FloatArray:
 
 
 def reach_evidence(
-    xy: FloatArray, hands: FloatArray, plates: Sequence[Sensor], shares: Sequence[float], settings: FusionSettings
+    t: FloatArray, xy: FloatArray, hands: FloatArray, plates: Sequence[Sensor], shares: Sequence[float],
+    during: tuple[float, float], settings: FusionSettings,
 ) -> tuple[float, float | None, tuple[float, float, float] | None]:
-    """(best body score, best hand score or None, hand point there) over a track's points."""
+    """(body score, best hand score or None, hand point there) of one track around an event.
+
+    The body score is the mean over the points while the hand was on the shelf (`during`): a
+    taker stands in place for all of it, whereas someone walking past is in position only for a
+    moment. With no point inside, the nearest points in time stand in for it.
+    """
     if xy.shape[0] == 0:
         return 0.0, None, None
     body = np.zeros(xy.shape[0])
@@ -91,11 +97,18 @@ def reach_evidence(
         body += share * body_scores(xy, plate, settings)
         if known.any():
             hand += share * np.nan_to_num(hand_scores(hands, plate), nan=0.0)
+    inside = (t >= during[0]) & (t <= during[1])
+    if inside.sum() >= 2:
+        body_score = float(body[inside].mean())
+    else:
+        gap = np.maximum(during[0] - t, t - during[1])
+        nearest = np.argsort(gap)[:3]
+        body_score = float(body[nearest].mean())
     if not known.any():
-        return float(body.max()), None, None
+        return body_score, None, None
     k = int(np.argmax(np.where(known, hand, -1.0)))
     point = (float(hands[k, 0]), float(hands[k, 1]), float(hands[k, 2]))
-    return float(body.max()), float(hand[k]), point
+    return body_score, float(hand[k]), point
 
 
 def weigh(reaches: Sequence[Reach]) -> list[Reach]:

@@ -190,6 +190,7 @@ class ShopFloor:
         plates = [self.sensors[c.sensor] for c in event.changes]
         shares = plate_shares([c.delta_g for c in event.changes])
         t0, t1 = event.t_start - LOOKBACK_S, event.t_end + LOOKAHEAD_S
+        during = (event.t_start - 0.3, event.t_end + 0.2)
         out: list[Reach] = []
         visits = list(self.book.open_visits()) + [v for v in self.closing if v.left is None or
                                                    v.left >= event.t_start - 1.0]
@@ -206,8 +207,8 @@ class ShopFloor:
                     h = self.memory.tracks.get(tid)
                     if h is None:
                         continue
-                    _, xy, hands = h.window(t0, t1)
-                    b, hs, hp = reach_evidence(xy, hands, plates, shares, self.config.fusion)
+                    tt, xy, hands = h.window(t0, t1)
+                    b, hs, hp = reach_evidence(tt, xy, hands, plates, shares, during, self.config.fusion)
                     body = max(body, b)
                     if hs is not None and (hand is None or hs > hand):
                         hand, point = hs, hp
@@ -252,6 +253,10 @@ class ShopFloor:
         self.pending = waiting
         return ready
 
+    def _moves_stock(self, event: ShelfEvent) -> bool:
+        best = explain(event, self.planogram, None, self._foreign_on(event.sensors), self.touching)[0]
+        return not best.unexplained and any(not i.sku.startswith("foreign:") for i in best.items)
+
     def _decide_all(self, events: Sequence[ShelfEvent]) -> None:
         """Decide settled events: split them into parts, assign people jointly per cluster, then act."""
         parts: list[ShelfEvent] = []
@@ -268,9 +273,12 @@ class ShopFloor:
                 i = parent[i]
             return i
 
+        # Only changes that move stock take part in "one person, one place at a time": a resting
+        # hand or a foreign item must not make the person beside it look busy elsewhere.
+        relevant = [self._moves_stock(p) for p in parts]
         for i in range(len(parts)):
             for j in range(i + 1, len(parts)):
-                if self._near(parts[i], parts[j]):
+                if relevant[i] and relevant[j] and self._near(parts[i], parts[j]):
                     parent[root(j)] = root(i)
         clusters: dict[int, list[int]] = {}
         for i in range(len(parts)):

@@ -28,6 +28,8 @@ LOG_PLATE_TOUCHING = math.log(0.01)
 LOG_UNEXPLAINED = math.log(0.02) - math.log(5000.0)
 LOG_BY_WEIGHT_DENSITY = -math.log(3000.0)
 MEASURE_FLOOR_G = 1.0
+# Load cells misread a change in proportion to it (calibration gain, creep after a heavy load).
+RELATIVE_ERROR = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +135,8 @@ def explain(
             cands[sku] = c
     for f in foreign:
         cands[f.sku] = f
-    meas_var = sum((0.7 * c.noise_g) ** 2 for c in event.changes) + MEASURE_FLOOR_G**2
+    meas_var = (sum((0.7 * c.noise_g) ** 2 for c in event.changes) + MEASURE_FLOOR_G**2
+                + (RELATIVE_ERROR * magnitude) ** 2)
     significant = [c.sensor for c in event.changes if abs(c.delta_g) >= max(3.0 * c.noise_g, 4.0)]
     touch = touching or {}
 

@@ -31,7 +31,10 @@ INITIAL_NOISE_G = 1.0
 WARMUP_S = 2.0
 LEVEL_TAU_S = 5.0
 NOISE_TAU_S = 3.0
-GROUP_MARGIN_S = 0.6
+GROUP_MARGIN_S = 1.0
+# A hand that presses a plate steadily and lets go looks like an item put down and taken again;
+# changes on one plate this close together are one event (their sum), so it nets to nothing.
+SAME_PLATE_MARGIN_S = 2.5
 
 
 @dataclass(slots=True)
@@ -268,9 +271,10 @@ class StepDetector:
         for i, a in enumerate(steps):
             for j in range(i + 1, len(steps)):
                 b = steps[j]
-                if b.t_start > a.t_end + GROUP_MARGIN_S:
+                if b.t_start > a.t_end + SAME_PLATE_MARGIN_S:
                     break
-                if b.sensor == a.sensor or b.sensor in self.neighbours[a.sensor]:
+                same = b.sensor == a.sensor
+                if same or (b.sensor in self.neighbours[a.sensor] and b.t_start <= a.t_end + GROUP_MARGIN_S):
                     parent[root(j)] = root(i)
         groups: dict[int, list[_PlateStep]] = {}
         for i, st in enumerate(steps):
@@ -281,7 +285,7 @@ class StepDetector:
             plates = {m.sensor for m in members}
             near = plates.union(*(self.neighbours[p] for p in plates))
             t_end = max(m.t_end for m in members)
-            waiting = any(p in self._busy for p in near) or self._now < t_end + GROUP_MARGIN_S
+            waiting = any(p in self._busy for p in near) or self._now < t_end + SAME_PLATE_MARGIN_S
             if waiting and not final:
                 keep.extend(members)
                 continue
