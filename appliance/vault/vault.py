@@ -639,7 +639,7 @@ class Vault:
                 if wanted is not None:
                     where = f" WHERE state IN ({', '.join('?' * len(wanted))})"
                     params = tuple(wanted)
-                refs = read(conn, f"SELECT order_ref FROM charges{where} ORDER BY stored_at, order_ref", params)
+                refs = read(conn, f"SELECT order_ref FROM charges{where} ORDER BY stored_at, rowid", params)
                 for (ref,) in refs:
                     charge = self._charge_in(conn, ref)
                     if charge is not None:
@@ -910,7 +910,7 @@ class Vault:
                     wanted = sorted(set(states))
                     sql += f" AND state IN ({', '.join('?' * len(wanted))})"
                     params.extend(wanted)
-                for (rid,) in read(conn, sql + " ORDER BY stored_at, id", tuple(params)):
+                for (rid,) in read(conn, sql + " ORDER BY stored_at, rowid", tuple(params)):
                     refund = self._refund_in(conn, rid)
                     if refund is not None:
                         out.append(refund)
