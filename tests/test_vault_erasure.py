@@ -339,6 +339,7 @@ def test_a_destroyed_token_is_gone_from_its_file_and_wal(tmp_path: Path) -> None
 
 def test_nothing_secret_reaches_the_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="appliance")
     clock = ManualClock(T0)
     master, new = secrets.token_bytes(32), secrets.token_bytes(32)
     rk = secrets.token_bytes(32)

@@ -17,6 +17,8 @@ from appliance.config import ConfigError, load_config
 from appliance.config.model import VaultSettings
 from appliance.vault.audit import EXPORT_FORMAT, Checkpoint, public_key_from_text, public_key_text
 from appliance.vault.clock import SystemClock
+from appliance.vault.crashpoints import crash_point
+from appliance.vault.database import fsync_dir
 from appliance.vault.errors import VaultError
 from appliance.vault.keys import MasterKey
 from appliance.vault.keysource import (
@@ -154,8 +156,11 @@ def cmd_rotate(args: argparse.Namespace) -> int:
                 # left here is from a rotation that never committed.
                 staged.unlink(missing_ok=True)
                 write_key_file(staged, new)
+                crash_point("rotation.staged")
                 vault.rotate_master_key(new)
+                crash_point("rotation.rewrapped")
                 os.replace(staged, source.path)
+                fsync_dir(source.path.parent)
                 print(f"master key rotated: {old_id} -> {MasterKey(new).id}; {source.path} now holds the new key")
             else:
                 vault.rotate_master_key(new)
@@ -291,15 +296,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.lines < 1 or args.durable < 1 or args.chunk < 1:
         raise CliError("--lines, --durable and --chunk must be positive")
+    vault_logger = logging.getLogger("appliance.vault")
+    level = vault_logger.level
     if not args.verbose:
-        logging.getLogger("appliance.vault").setLevel(logging.WARNING)
-    r = run_vault_bench(
-        durable_lines=args.durable,
-        expired_lines=args.lines,
-        chunk_rows=args.chunk,
-        workdir=Path(args.workdir) if args.workdir else None,
-        progress=lambda line: print(line, flush=True),
-    )
+        vault_logger.setLevel(logging.WARNING)  # the run makes many periods; the progress lines say enough
+    try:
+        r = run_vault_bench(
+            durable_lines=args.durable,
+            expired_lines=args.lines,
+            chunk_rows=args.chunk,
+            workdir=Path(args.workdir) if args.workdir else None,
+            progress=lambda line: print(line, flush=True),
+        )
+    finally:
+        vault_logger.setLevel(level)
     mb = 1024 * 1024
     print(
         f"vault bench: durable cart-line inserts: {r.durable_rate:,.0f} lines/s "

@@ -193,7 +193,9 @@ def fsync_dir(folder: Path) -> None:
 
 def remove_database_files(path: Path) -> list[Path]:
     """Delete a database with its WAL and shared-memory files; returns what was removed."""
-    removed = []
+    removed: list[Path] = []
+    if not path.parent.is_dir():
+        return removed  # its key was made but the file never was (a crash in between)
     for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         try:
             p.unlink()

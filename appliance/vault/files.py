@@ -17,6 +17,7 @@ import logging
 from collections import OrderedDict
 from pathlib import Path
 
+from appliance.vault.crashpoints import crash_point
 from appliance.vault.database import (
     Connection,
     close_quietly,
@@ -89,6 +90,7 @@ class PeriodFiles:
             retention = self._policy.retention(record_class)
             self._keyring.create(period.key_id, record_class, period.label, key_destroy_time(period, retention), now)
             logger.info("new key period %s", period.key_id)
+            crash_point("key.created")
         conn = self.connection(period, create=True)
         if conn is None:
             raise VaultError(
@@ -133,6 +135,7 @@ class PeriodFiles:
         if conn is not None:
             close_quietly(conn, period.key_id)
         self._keyring.destroy(period.key_id, now)
+        crash_point("key.destroyed")
         return remove_database_files(self.path(period))
 
     def orphans(self) -> list[Path]:

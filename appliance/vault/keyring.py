@@ -19,6 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from appliance.vault.crashpoints import crash_point
 from appliance.vault.database import (
     Connection,
     close_quietly,
@@ -208,6 +209,7 @@ class Keyring:
             os.fsync(fd)
         finally:
             os.close(fd)
+        crash_point("keyring.built")
         os.replace(building, final)
         fsync_dir(folder)
         return cls(folder, master, generation, open_database(final, master.keyring_key(), create=False))
@@ -335,6 +337,7 @@ class Keyring:
         identity = (bytes(public), self._master.unwrap(bytes(wrapped_private), IDENTITY_ID), int(created))
         new = Keyring._build(self._folder, new_master, self._generation + 1, now, entries, identity)
         old_path = self.path
+        crash_point("keyring.installed")
         close_quietly(self._conn, old_path.name)
         remove_database_files(old_path)
         self._master, self._generation, self._conn = new_master, new.generation, new.connection

@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from appliance.vault.crashpoints import crash_point
 from appliance.vault.database import (
     DEFAULT_CACHE_KIB,
     Connection,
@@ -239,6 +240,7 @@ class RetentionEngine:
                                 ).rowcount
                             )
                     done += n
+                    crash_point("retention.chunk")
                     if done and done % _PROGRESS_EVERY < n:
                         logger.info("retention: %s rows of %s deleted from %s so far", done, table, period.key_id)
                     if n < self._chunk:

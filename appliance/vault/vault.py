@@ -23,6 +23,7 @@ from typing import Any
 from appliance.events import CartChange, Evidence, ReceiptLine, ReviewItem
 from appliance.vault.audit import AuditLog, AuditVerdict, Checkpoint
 from appliance.vault.clock import Clock
+from appliance.vault.crashpoints import crash_point
 from appliance.vault.database import Connection, close_quietly, open_database, read, transaction, truncate_wal
 from appliance.vault.errors import ChargeStateError, UnknownRecordError, VaultError
 from appliance.vault.files import FOLDER_MODE, PeriodFiles
@@ -363,6 +364,7 @@ class Vault:
                         "INSERT INTO payment_tokens(visit, token, receipt_key, stored_at) VALUES (?, ?, ?, ?)",
                         (visit_id, sealed, receipt_key, stored),
                     )
+                crash_point("visit.token_stored")
             period, conn = self._files.for_write(SALES, now)
             with transaction(conn, "open visit") as c:
                 c.execute(
@@ -604,6 +606,7 @@ class Vault:
                         for i, ln in enumerate(lines)
                     ],
                 )
+            crash_point("visit.closed")
             charge = self._charge_in(conn, order_ref)
             assert charge is not None
             self.audit("visit.closed", visit=visit_id, amount=amount, currency=currency, count=len(lines), state=state)
@@ -748,6 +751,7 @@ class Vault:
             deleted = c.execute("DELETE FROM payment_tokens WHERE visit = ?", (visit_id,)).rowcount
         if not deleted:
             return False
+        crash_point("token.deleted")
         truncate_wal(conn, period.key_id)
         self.audit("token.destroyed", visit=visit_id, reason=reason)
         return True
