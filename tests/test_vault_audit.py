@@ -249,14 +249,30 @@ def test_a_checkpoint_survives_its_export_format() -> None:
 
 
 def test_a_tampered_log_is_noticed_when_the_vault_opens(tmp_path: Path) -> None:
+    """The quick check at open (signed head, stored frontier, entry count) catches a deleted entry."""
     clock = ManualClock(T0)
     key = secrets.token_bytes(32)
     vault = Vault.open(tmp_path / "v", key, RetentionPolicy.load(), clock)
     vault.audit("visit.flagged", visit="ab", count=1)
-    vault.audit_connection.execute("UPDATE entries SET body = replace(body, '\"count\":1', '\"count\":2')")
+    vault.audit("visit.flagged", visit="cd", count=2)
+    vault.audit_connection.execute("DELETE FROM entries WHERE seq = (SELECT max(seq) FROM entries)")
     vault.close()
     vault = Vault.open(tmp_path / "v", key, RetentionPolicy.load(), clock)
     assert not vault.audit_intact_at_open
     assert list(vault.audit_log.entries(kinds=["vault.opened"]))[-1].fields["intact"] is False
     assert not vault.verify_audit().ok
+    vault.close()
+
+
+def test_an_untouched_log_opens_without_rereading_it(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    key = secrets.token_bytes(32)
+    vault = Vault.open(tmp_path / "v", key, RetentionPolicy.load(), clock)
+    for i in range(40):
+        vault.audit("visit.flagged", visit=f"v{i}", count=i)
+    vault.close()
+    vault = Vault.open(tmp_path / "v", key, RetentionPolicy.load(), clock)
+    assert vault.audit_intact_at_open and vault.audit_log.open_problems == ()
+    verdict = vault.verify_audit()
+    assert verdict.ok and verdict.size == 42
     vault.close()

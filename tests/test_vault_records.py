@@ -305,3 +305,20 @@ def test_the_vault_s_own_audit_entries_never_hold_a_token_or_order_reference(vau
     bodies = " ".join(repr(e.fields) for e in vault.audit_log.entries())
     assert "SECRET" not in bodies and charge.order_ref not in bodies and charge.idempotency_key not in bodies
     assert visit in bodies
+
+
+def test_a_closed_vault_refuses_every_call_with_a_clear_error(tmp_path: Path, clock: ManualClock) -> None:
+    vault = Vault.open(tmp_path / "c", secrets.token_bytes(32), RetentionPolicy.load(), clock)
+    visit = enter(vault)
+    vault.close()
+    vault.close()  # closing twice is harmless
+    for call in (
+        lambda: vault.visit(visit),
+        lambda: vault.charges(),
+        lambda: vault.open_review_items(),
+        lambda: enter(vault),
+        lambda: vault.audit("visit.flagged", visit=visit),
+        lambda: vault.run_retention(),
+    ):
+        with pytest.raises(Exception, match="the vault is closed"):
+            call()

@@ -70,6 +70,22 @@ class Frontier:
         self._nodes.append((height, node))
         self.size += 1
 
+    def to_bytes(self) -> bytes:
+        """The frontier as stored beside the signed head: (height byte + 32-byte hash) per subtree."""
+        return b"".join(bytes([h]) + node for h, node in self._nodes)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, size: int) -> Frontier:
+        """Rebuild a stored frontier; ValueError if it cannot be the frontier of `size` leaves."""
+        if len(data) % 33:
+            raise ValueError("a stored frontier is a whole number of 33-byte nodes")
+        f = cls()
+        f._nodes = [(data[i], data[i + 1 : i + 33]) for i in range(0, len(data), 33)]
+        f.size = size
+        if sum(1 << h for h, _ in f._nodes) != size or any(a <= b for (a, _), (b, _) in zip(f._nodes, f._nodes[1:])):
+            raise ValueError(f"the stored frontier does not describe a tree of {size} entries")
+        return f
+
     def root(self) -> bytes:
         """The RFC 6962 Merkle tree hash of everything appended so far."""
         if not self._nodes:
@@ -266,16 +282,19 @@ def verify_log(
         else:
             if leaf_hash(body.encode()) != leaf:
                 problems.append(f"entry {seq} was modified: its content does not match its hash")
-            try:
-                parsed = json.loads(body)
-                body_seq, body_at = parsed["seq"], parsed["at"]
-            except (ValueError, KeyError, TypeError):
-                problems.append(f"entry {seq} is not a well-formed entry")
-            else:
-                if body_seq != seq:
-                    problems.append(f"entry {seq} holds the content of entry {body_seq}: entries were moved")
-                if body_at != stored_at:
-                    problems.append(f"entry {seq}: its stored time was altered")
+            # Canonical bodies start with "at" and end with "seq" (sorted keys): a cheap check of both,
+            # with the JSON parsed only to explain a mismatch.
+            if not (body.startswith(f'{{"at":{stored_at},') and body.endswith(f',"seq":{seq}}}')):
+                try:
+                    parsed = json.loads(body)
+                    body_seq, body_at = parsed["seq"], parsed["at"]
+                except (ValueError, KeyError, TypeError):
+                    problems.append(f"entry {seq} is not a well-formed entry")
+                else:
+                    if body_seq != seq:
+                        problems.append(f"entry {seq} holds the content of entry {body_seq}: entries were moved")
+                    if body_at != stored_at:
+                        problems.append(f"entry {seq}: its stored time was altered")
         frontier.append(bytes(leaf))
         settle(frontier.size)
     for size, items in sorted(wanted.items()):
@@ -311,9 +330,38 @@ class AuditLog:
         self._signer = signer
         self._public = signer.public_key()
         self._allowed = dict(allowed_fields)
-        self._frontier = Frontier()
-        for (leaf,) in conn.execute("SELECT leaf FROM entries ORDER BY seq"):
-            self._frontier.append(bytes(leaf))
+        self.open_problems: tuple[str, ...] = ()
+        self._frontier = self._load_frontier()
+
+    def _load_frontier(self) -> Frontier:
+        """The tree's frontier from beside the signed head (O(log n)), checked against the head and the
+        number of entries; rebuilt from every leaf if anything disagrees (and the problem kept)."""
+        rows = read(self._conn, "SELECT size, root, signed_at, signature, frontier FROM head WHERE id = 1", ())
+        count = read(self._conn, "SELECT count(*), coalesce(max(seq) + 1, 0) FROM entries", ())[0]
+        problems = []
+        if rows:
+            size, root, at, sig, stored = rows[0]
+            head = Checkpoint(size, bytes(root), at, bytes(sig))
+            try:
+                frontier = Frontier.from_bytes(bytes(stored), size)
+            except ValueError as err:
+                problems.append(str(err))
+            else:
+                if not head.valid_under(self._public):
+                    problems.append("the signed head's signature is not the box's")
+                elif frontier.root() != head.root:
+                    problems.append("the stored frontier does not hash to the signed head")
+                elif tuple(count) != (size, size):
+                    problems.append(f"the signed head covers {size} entries but the log has {count[0]}")
+                else:
+                    return frontier
+        elif count[0]:
+            problems.append(f"the log has {count[0]} entries but no signed head")
+        self.open_problems = tuple(problems)
+        frontier = Frontier()
+        for (leaf,) in self._conn.execute("SELECT leaf FROM entries ORDER BY seq"):
+            frontier.append(bytes(leaf))
+        return frontier
 
     @property
     def public_key(self) -> Ed25519PublicKey:
@@ -337,20 +385,38 @@ class AuditLog:
                 "INSERT INTO entries(seq, leaf, body, stored_at) VALUES (?, ?, ?, ?)", (seq, leaf, body.decode(), at)
             )
             c.execute(
-                "INSERT OR REPLACE INTO head(id, size, root, signed_at, signature) VALUES (1, ?, ?, ?, ?)",
-                (head.size, head.root, head.signed_at, head.signature),
+                "INSERT OR REPLACE INTO head(id, size, root, signed_at, signature, frontier) VALUES (1, ?, ?, ?, ?, ?)",
+                (head.size, head.root, head.signed_at, head.signature, grown.to_bytes()),
             )
         self._frontier = grown
         return seq
 
+    def keep_head(self) -> bool:
+        """Keep the stored signed head as a checkpoint (if its signature is the box's).
+
+        Called when the log fails its check at open, before anything is appended: the next append
+        re-signs a head over whatever the log holds now, and the kept head still says what it held.
+        """
+        head = self.head()
+        if head is None or not head.valid_under(self._public):
+            return False
+        self._keep(head)
+        return True
+
+    def _keep(self, cp: Checkpoint) -> None:
+        latest = read(self._conn, "SELECT size, root FROM checkpoints ORDER BY id DESC LIMIT 1", ())
+        if latest and (latest[0][0], bytes(latest[0][1])) == (cp.size, cp.root):
+            return  # the same tree head is already kept
+        with transaction(self._conn, "store audit checkpoint") as c:
+            c.execute(
+                "INSERT INTO checkpoints(size, root, signed_at, signature) VALUES (?, ?, ?, ?)",
+                (cp.size, cp.root, cp.signed_at, cp.signature),
+            )
+
     def checkpoint(self, at: int) -> Checkpoint:
         """Sign the current tree head and keep it as a checkpoint (for export off the box)."""
         cp = sign_checkpoint(self._signer, self._frontier.size, self._frontier.root(), at)
-        with transaction(self._conn, "store audit checkpoint") as c:
-            c.execute(
-                "INSERT OR REPLACE INTO checkpoints(size, root, signed_at, signature) VALUES (?, ?, ?, ?)",
-                (cp.size, cp.root, cp.signed_at, cp.signature),
-            )
+        self._keep(cp)
         return cp
 
     def head(self) -> Checkpoint | None:
@@ -358,7 +424,7 @@ class AuditLog:
         return Checkpoint(rows[0][0], bytes(rows[0][1]), rows[0][2], bytes(rows[0][3])) if rows else None
 
     def checkpoints(self) -> list[Checkpoint]:
-        rows = read(self._conn, "SELECT size, root, signed_at, signature FROM checkpoints ORDER BY size", (), "read")
+        rows = read(self._conn, "SELECT size, root, signed_at, signature FROM checkpoints ORDER BY id", (), "read")
         return [Checkpoint(r[0], bytes(r[1]), r[2], bytes(r[3])) for r in rows]
 
     def entries(self, start: int = 0, kinds: Iterable[str] | None = None) -> Iterator[AuditEntry]:

@@ -278,6 +278,9 @@ class Keyring:
 
     def extend(self, key_id: str, destroy_after: int) -> None:
         """Keep a live key at least until `destroy_after` (a record with a later limit joined its period)."""
+        entry = self.entry(key_id)
+        if entry is None or entry.destroy_after is None or entry.destroy_after >= destroy_after:
+            return
         with transaction(self._conn, f"extend key {key_id}") as c:
             c.execute(
                 "UPDATE period_keys SET destroy_after = ? WHERE id = ? AND destroyed_at IS NULL "

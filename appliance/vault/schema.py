@@ -126,10 +126,12 @@ AUDIT_SCHEMA = """
         size INTEGER NOT NULL,
         root BLOB NOT NULL,
         signed_at INTEGER NOT NULL,
-        signature BLOB NOT NULL
+        signature BLOB NOT NULL,
+        frontier BLOB NOT NULL
     );
     CREATE TABLE IF NOT EXISTS checkpoints (
-        size INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY,
+        size INTEGER NOT NULL,
         root BLOB NOT NULL,
         signed_at INTEGER NOT NULL,
         signature BLOB NOT NULL
