@@ -374,6 +374,16 @@ def _inspect_files(vault: Vault, violations: list[Violation], notices: list[str]
         notices.append(f"{p.relative_to(folder)} has no live key (unreadable); the next retention run removes it")
 
 
+def _age_bar(age_s: float, limit: Duration, width: int = 30) -> str:
+    """A one-line picture of an age against its limit: [#####.....|] 12 of 30 days."""
+    fraction = max(0.0, age_s) / limit.nominal_s
+    filled = min(width, round(fraction * width))
+    bar = "#" * filled + "." * (width - filled)
+    over = "!" * min(10, round((fraction - 1) * width)) if fraction > 1 else ""
+    unit_s = limit.nominal_s / limit.amount
+    return f"[{bar}|{over}] {age_s / unit_s:.1f} of {limit.describe()}"
+
+
 def render_text(report: AuditReport) -> str:
     """The report for people: policy, inventory, keys, runs, audit log, violations."""
     out: list[str] = []
@@ -404,6 +414,11 @@ def render_text(report: AuditReport) -> str:
             w("      by age: " + ", ".join(f"{label} {n}" for label, n in t.by_age.items()))
         cols = ", ".join(c.name + ("" if c.declared else " (UNDECLARED)") for c in t.columns if c.present)
         w(f"      columns: {cols}")
+    w("")
+    w("OLDEST RECORD AGAINST ITS LIMIT (# = age, | = limit)")
+    for t in report.tables:
+        if t.limit and t.oldest_stored_at is not None:
+            w(f"  {t.name:<16} {_age_bar(report.generated_at - t.oldest_stored_at, Duration.parse(t.limit))}")
     w("")
     w("KEYS (ids and dates only)")
     for k in report.keys:

@@ -62,6 +62,8 @@ AUDIT_FILE = "audit.db"
 MAX_PARTY = 10
 MAX_TOKEN_CHARS = 255
 MAX_NOTE_CHARS = 120
+MAX_SKU_CHARS = 64
+MAX_NAME_CHARS = 200
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _CODE = re.compile(r"[a-z0-9_]{0,40}")
 _PROCESSOR_REF = re.compile(r"[A-Za-z0-9_.:/-]{0,96}")
@@ -134,6 +136,7 @@ class Vault:
         self._audit = audit_log
         self._chunk_rows = chunk_rows
         self._lock = threading.RLock()
+        self._retention_lock = threading.Lock()
         self._closed = False
         self._sales_period: dict[str, Period] = {}
         self._read_only = False
@@ -417,7 +420,10 @@ class Vault:
         for change in changes:
             if change.visit != visit_id:
                 raise ValueError(f"cart change is for visit {change.visit!r}, not {visit_id!r}")
-            _finite("qty", change.qty)
+            if len(change.sku) > MAX_SKU_CHARS:
+                raise ValueError(f"sku must be at most {MAX_SKU_CHARS} characters, got {len(change.sku)}")
+            if isinstance(change.qty, bool) or not isinstance(change.qty, int):
+                raise ValueError(f"qty must be a whole number, got {change.qty!r}")
             _finite("grams", change.grams)
             _check_evidence(change.evidence)
         with self._lock:
@@ -577,6 +583,11 @@ class Vault:
         if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
             raise ValueError(f"currency must be an ISO 4217 code such as KRW, got {currency!r}")
         lines = tuple(lines)
+        for ln in lines:
+            if len(ln.sku) > MAX_SKU_CHARS or len(ln.name) > MAX_NAME_CHARS:
+                raise ValueError(f"receipt line {ln.sku[:20]!r}: sku or name too long")
+            if isinstance(ln.amount, bool) or not isinstance(ln.amount, int) or not isinstance(ln.qty, int):
+                raise ValueError(f"receipt line {ln.sku!r}: amount and qty must be whole numbers")
         if sum(line.amount for line in lines) != amount:
             raise ValueError(f"the lines add up to {sum(line.amount for line in lines)}, not the amount {amount}")
         with self._lock:
@@ -879,7 +890,7 @@ class Vault:
                     (refund_id, order_ref, amount, sku or "", qty if sku else 0, reason, key, stored, stored),
                 )
                 visit_id = charge.visit
-            self._remember_ref(refund_id, period)
+            self._remember(refund_id, period)
             self.audit("refund.recorded", visit=visit_id, refund=refund_id, amount=amount, line=sku is not None)
             refund = self._refund_in(conn, refund_id)
             assert refund is not None
@@ -980,7 +991,8 @@ class Vault:
         from appliance.vault.retention import RetentionEngine
 
         self._check_open()
-        return RetentionEngine(self).run()
+        with self._retention_lock:  # one run at a time; a second caller waits for the first to finish
+            return RetentionEngine(self).run()
 
     def rotate_master_key(self, new_master_key: bytes) -> None:
         """Re-wrap every key under a new master key (the old one no longer opens the vault)."""
@@ -1016,9 +1028,6 @@ class Vault:
         if len(self._sales_period) >= _CACHE_LIMIT:
             self._sales_period.clear()
         self._sales_period[key] = period
-
-    def _remember_ref(self, key: str, period: Period) -> None:
-        self._remember(key, period)
 
     def _find(self, key: str, sql: str) -> tuple[Period, Connection] | None:
         if not isinstance(key, str) or not key:
