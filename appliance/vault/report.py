@@ -342,7 +342,7 @@ def _inspect_class(
                 rows=rows,
                 by_age={label: n for (label, _), n in zip(AGE_BUCKETS, ages)} if counted else {},
                 oldest_stored_at=oldest,
-                limit=str(limit) if limit else "",
+                limit=str(limit) if limit and counted else "",
                 overdue_rows=overdue,
             )
         )
