@@ -292,3 +292,20 @@ def test_an_undeclared_column_a_stray_export_or_a_plain_database_is_a_violation(
     codes = {c for c, _ in found}
     assert {"undeclared_column", "unexpected_file", "plaintext_file"} <= codes
     vault.close()
+
+
+def test_a_vault_with_more_period_files_than_it_keeps_open_still_reports_and_lists(tmp_path: Path) -> None:
+    """Regression: the report held a connection per file while opening more, and the oldest got closed."""
+    clock = ManualClock(T0)
+    vault = make_vault(tmp_path, clock)
+    for _ in range(26):  # the vault keeps 24 files open
+        visit = vault.open_visit(entered_at=clock.now(), party=1, token=None, receipt_key=None)
+        vault.close_visit(visit, left_at=clock.now(), lines=[line()], amount=1500, currency="KRW")
+        clock.advance(31 * DAY)
+    assert len(vault.files.live_periods("sales_record")) == 26
+    assert len(vault.charges()) == 26
+    vault.run_retention()
+    report = build_report(vault, grace_s=GRACE)
+    assert {t.name: t.rows for t in report.tables}["charges"] == 26
+    assert {t.name: t.files for t in report.tables}["charges"] == 26
+    vault.close()

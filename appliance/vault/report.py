@@ -11,9 +11,10 @@ verification.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import sqlcipher3
@@ -203,24 +204,25 @@ def build_report(vault: Vault, *, grace_s: float) -> AuditReport:
     for c in policy.classes:
         if not c.stored:
             continue
-        conns: list[Connection] = []
+        # Files are opened one at a time as they are read: a vault holds more period files than it
+        # keeps open, so a connection held across the loop could be closed under us.
+        sources: list[Callable[[], Connection | None]] = []
         probe = False
         if c.storage == "period":
             for period in vault.files.live_periods(c.name):
-                conn = vault.files.connection(period)
-                if conn is not None:
-                    conns.append(conn)
-            if not conns:
+                if vault.files.path(period).exists():
+                    sources.append(partial(vault.files.connection, period))
+            if not sources:
                 # No file of this class yet: show the tables it would get, from an empty database in memory.
                 probe_db = sqlcipher3.connect(":memory:", isolation_level=None)
                 create_tables(probe_db, PERIOD_SCHEMAS[c.name], c.name)
-                conns.append(probe_db)
+                sources.append(partial(_same, probe_db))
                 probe = True
         elif c.storage == "audit":
-            conns.append(vault.audit_connection)
+            sources.append(lambda: vault.audit_connection)
         else:
-            conns.append(vault.keyring.connection)
-        tables.extend(_inspect_class(c, conns, now, grace_s, violations, on_disk=not probe))
+            sources.append(lambda: vault.keyring.connection)
+        tables.extend(_inspect_class(c, sources, now, grace_s, violations, on_disk=not probe))
 
     keys = vault.keyring.entries()
     for k in keys:
@@ -278,9 +280,13 @@ def build_report(vault: Vault, *, grace_s: float) -> AuditReport:
     )
 
 
+def _same(conn: Connection) -> Connection:
+    return conn
+
+
 def _inspect_class(
     c: RecordClass,
-    conns: Sequence[Connection],
+    sources: Sequence[Callable[[], Connection | None]],
     now: float,
     grace_s: float,
     violations: list[Violation],
@@ -288,9 +294,14 @@ def _inspect_class(
     on_disk: bool,
 ) -> list[TableStatus]:
     found: dict[str, set[str]] = {}
-    for conn in conns:
+    files_with: dict[str, int] = {}
+    for source in sources:
+        conn = source()
+        if conn is None:
+            continue
         for table, names in table_columns(conn).items():
             found.setdefault(table, set()).update(names)
+            files_with[table] = files_with.get(table, 0) + 1
     declared_tables = {t.name: t for t in c.tables}
     for table in sorted(set(found) - set(declared_tables)):
         violations.append(Violation("undeclared_table", f"table {table} ({c.name}) is not declared in the policy"))
@@ -310,8 +321,9 @@ def _inspect_class(
         overdue = 0
         limit: Duration | None = c.retention if c.storage in ("period", "audit") else None
         counted = "stored_at" in declared
-        for conn in conns:
-            if t.name not in table_columns(conn):
+        for source in sources:
+            conn = source()
+            if conn is None or t.name not in table_columns(conn):
                 continue
             rows += int(read(conn, f"SELECT count(*) FROM {t.name}")[0][0])
             if not counted:
@@ -337,7 +349,7 @@ def _inspect_class(
             TableStatus(
                 name=t.name,
                 record_class=c.name,
-                files=sum(1 for conn in conns if t.name in table_columns(conn)) if on_disk else 0,
+                files=files_with.get(t.name, 0) if on_disk else 0,
                 columns=tuple(columns),
                 rows=rows,
                 by_age={label: n for (label, _), n in zip(AGE_BUCKETS, ages)} if counted else {},

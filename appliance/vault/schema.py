@@ -8,6 +8,7 @@ to the minute; the evidence time of a shelf event to the second).
 from __future__ import annotations
 
 from appliance.vault.database import Connection, transaction
+from appliance.vault.errors import VaultError
 
 SCHEMA_VERSION = 1
 
@@ -147,7 +148,16 @@ AUDIT_SCHEMA = """
 
 
 def create_tables(conn: Connection, script: str, what: str) -> None:
-    """Create a file's tables (idempotent) and stamp its schema version, in one transaction."""
+    """Create a file's tables and stamp its schema version, in one transaction (nothing to do if stamped).
+
+    Raises:
+        VaultError: the file was made by a newer version of the appliance.
+    """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise VaultError(f"{what} has schema version {version}; this appliance knows up to {SCHEMA_VERSION}")
     with transaction(conn, f"create tables of {what}") as c:
         for statement in script.split(";"):
             if statement.strip():
