@@ -18,7 +18,7 @@ from appliance.events import CartChange, Evidence, ReceiptLine, ReviewItem
 from appliance.vault import ManualClock, PolicyError, RetentionPolicy, Vault
 from appliance.vault.opening import policy_for
 from appliance.vault.periods import key_destroy_time, period_from_label, period_of
-from appliance.vault.policy import Duration, default_policy_path, parse_policy
+from appliance.vault.policy import Duration, default_policy_path, is_expired, parse_policy
 from appliance.vault.schema import table_columns
 
 T0 = datetime(2024, 5, 17, 10, 30, tzinfo=UTC).timestamp()
@@ -95,6 +95,33 @@ def test_the_latest_expired_second_is_exactly_the_edge_of_what_is_due(now: int, 
     d = Duration.parse(duration)
     s = d.latest_expired(now)
     assert d.after(s) <= now < d.after(s + 1)
+
+
+@given(
+    stored=st.integers(min_value=1_000_000_000, max_value=2_000_000_000),
+    now=st.integers(min_value=1_000_000_000, max_value=2_500_000_000),
+    duration=st.sampled_from(["12h", "7d", "30d", "5y"]),
+)
+def test_the_engine_s_cutoff_deletes_exactly_the_expired_records(stored: int, now: int, duration: str) -> None:
+    """The SQL cutoff (stored_at <= latest_expired) and the record-level rule agree on every record."""
+    d = Duration.parse(duration)
+    assert is_expired(stored, d, now) == (stored <= d.latest_expired(now))
+
+
+@pytest.mark.parametrize(
+    ("stored", "duration", "now", "expired"),
+    [
+        (ts(2024, 5, 17, 10, 30), "30d", ts(2024, 6, 16, 10, 29), False),
+        (ts(2024, 5, 17, 10, 30), "30d", ts(2024, 6, 16, 10, 30), True),
+        (ts(2024, 2, 29, 0, 0), "1y", ts(2025, 2, 28, 23, 59), False),
+        (ts(2024, 2, 29, 0, 0), "1y", ts(2025, 3, 1, 0, 0), True),
+        (ts(2024, 5, 17), "7d", ts(2024, 5, 17), False),
+    ],
+)
+def test_a_record_is_expired_from_the_moment_its_retention_ends(
+    stored: float, duration: str, now: float, expired: bool
+) -> None:
+    assert is_expired(stored, Duration.parse(duration), now) is expired
 
 
 def test_the_shipped_policy_declares_every_class_with_purpose_basis_and_bounds() -> None:

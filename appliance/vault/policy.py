@@ -101,6 +101,11 @@ class Duration:
         return lo + n - 1
 
 
+def is_expired(stored_at: float, retention: Duration, now: float) -> bool:
+    """Whether a record stored at `stored_at` is past its retention at `now` (and must be deleted)."""
+    return retention.after(stored_at) <= now
+
+
 @dataclass(frozen=True, slots=True)
 class Column:
     """One declared column: its name and what it holds."""
