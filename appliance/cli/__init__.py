@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "appliance.cli.core",
     "appliance.cli.sim",
     "appliance.cli.payments",
+    "appliance.cli.vault",
 )
 
 

@@ -209,6 +209,42 @@ class PaymentSettings:
             raise ValueError("secret_key_file is required with processor = \"stripe\"")
         if self.retry_max_s < self.retry_first_s:
             raise ValueError("retry_max_s must be at least retry_first_s")
+class VaultSettings:
+    folder: str = setting(
+        "/var/lib/walkout/vault", help="the vault's data folder (made with mode 0700); relative paths are taken "
+        "from the store.toml's folder"
+    )
+    credential: str = setting(
+        "vault-master-key", help="name of the systemd credential (LoadCredentialEncrypted=) holding the master key"
+    )
+    key_file: str = setting(
+        "", help="development only: a file holding the master key, readable by its owner only (appliance vault "
+        "init makes one); never the key itself"
+    )
+    token_days: int = setting(
+        7, help="longest a payment token is kept when its charge never becomes final (policy: 1-7 days)", min=1,
+        max=7, unit="d",
+    )
+    evidence_days: int = setting(
+        30, help="how long cart lines with their evidence and review items are kept: the dispute window "
+        "(policy: 14-120 days)", min=14, max=120, unit="d",
+    )
+    sales_years: int = setting(
+        5, help="how long visits, charges, receipts and refunds are kept for tax records (policy: 5-10 years)",
+        min=5, max=10, unit="y",
+    )
+    audit_years: int = setting(
+        5, help="how long audit entries keep their content; their hashes stay (policy: 1-10 years)", min=1,
+        max=10, unit="y",
+    )
+    retention_interval_min: float = setting(
+        60.0, help="how often the retention engine runs (it also runs at start); shorter deletes closer to the "
+        "limit", min=1.0, max=1440.0, unit="min",
+    )
+    chunk_rows: int = setting(
+        5000, help="rows deleted per transaction by a retention run; smaller holds writers up less", min=100,
+        max=100000,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,3 +264,4 @@ class StoreConfig:
     gate: GateSettings = section(GateSettings, "entry, exit and binding people to passes")
     mqtt: MqttSettings = section(MqttSettings, "the message broker")
     payments: PaymentSettings = section(PaymentSettings, "charging: processor, its secret key file, timeouts, retries")
+    vault: VaultSettings = section(VaultSettings, "encrypted storage, retention and the audit log")
