@@ -209,6 +209,9 @@ class PaymentSettings:
             raise ValueError("secret_key_file is required with processor = \"stripe\"")
         if self.retry_max_s < self.retry_first_s:
             raise ValueError("retry_max_s must be at least retry_first_s")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VaultSettings:
     folder: str = setting(
         "/var/lib/walkout/vault", help="the vault's data folder (made with mode 0700); relative paths are taken "
