@@ -13,6 +13,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from appliance.config import StoreConfig
 from appliance.events import (
@@ -76,6 +77,14 @@ class Decision:
     person_confidence: float = 0.0
 
 
+class FloorListener(Protocol):
+    """Told of every lasting decision as it is made, e.g. to store it in the vault."""
+
+    def visit_opened(self, visit: Visit) -> None: ...
+    def cart_changed(self, change: CartChange) -> None: ...
+    def held_for_review(self, item: ReviewItem) -> None: ...
+
+
 class ShopFloor:
     """Everything between the sources and the charge: step detection, visits, fusion and carts.
 
@@ -84,8 +93,10 @@ class ShopFloor:
         exits_from_gate: whether the exit gate reports leavers (else exit-line crossings count).
     """
 
-    def __init__(self, config: StoreConfig, exits_from_gate: bool = True) -> None:
+    def __init__(self, config: StoreConfig, exits_from_gate: bool = True,
+                 listener: FloorListener | None = None) -> None:
         self.config = config
+        self.listener = listener
         self.planogram = Planogram(config)
         self.steps = StepDetector(config.sensors, config.shelves)
         self.memory = FloorMemory()
@@ -114,6 +125,8 @@ class ShopFloor:
                 raise ValueError("an entry needs the verified pass claims")
             visit = self.book.entry(event, claims)
             self.carts[visit.nonce] = Cart(visit.nonce)
+            if self.listener is not None:
+                self.listener.visit_opened(visit)
         else:
             self.book.exit(event)
         self._collect_leavers()
@@ -364,6 +377,8 @@ class ShopFloor:
                       if not i.sku.startswith("foreign:"))
         item = ReviewItem(visit, reason, cands, self._evidence(event, p_prod, p_person, reason))
         self.carts[visit].review.append(item)
+        if self.listener is not None:
+            self.listener.held_for_review(item)
         self._record(event, f"review: {reason}", visit, hyps[0] if hyps else None, p_person)
 
     def _price(self, hyp: Hypothesis) -> int:
@@ -418,7 +433,7 @@ class ShopFloor:
                     held.misplaced[item.sku] -= min(item.qty, held.misplaced[item.sku])
             change = CartChange(who.visit, item.sku, item.qty, item.grams,
                                 self._evidence(event, best.probability, who.confidence, "taken"))
-            self.carts[who.visit].apply(change)
+            self._apply(who.visit, change)
         self._record(event, "taken", who.visit, best, who.confidence)
 
     def _put_down(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
@@ -444,7 +459,7 @@ class ShopFloor:
                 continue
             change = CartChange(holder.visit, item.sku, -qty, grams,
                                 self._evidence(event, best.probability, holder.confidence, "returned"))
-            self.carts[holder.visit].apply(change)
+            self._apply(holder.visit, change)
             stocked_here = any(item.sku in self.planogram.on_plate.get(s, ()) for s in event.sensors)
             if not stocked_here:
                 self.restock.append(RestockAlert(event.t_end, main_plate, item.sku, qty or 1))
@@ -452,6 +467,11 @@ class ShopFloor:
                 ex.misplaced[item.sku] = ex.misplaced.get(item.sku, 0) + (qty or 1)
             self._record(event, "returned" if stocked_here else "returned to the wrong place", holder.visit, best,
                          holder.confidence)
+
+    def _apply(self, visit: str, change: CartChange) -> None:
+        self.carts[visit].apply(change)
+        if self.listener is not None:
+            self.listener.cart_changed(change)
 
     def _holder(self, sku: str, qty: int, reaches: Sequence[Reach]) -> Reach | None:
         """The cart credited for a returned item: the nearest shopper holding one."""
