@@ -29,6 +29,7 @@ STITCH_WINDOW_S = 8.0
 STITCH_BASE_M = 0.8
 WALK_SPEED_M_S = 1.5
 FRAME_TOLERANCE_S = 0.03
+EARLY_CROSSING_S = 2.0
 SWAP_NEAR_M = 1.2
 SWAP_MIN_COST_M2 = 0.25**2
 SWAP_RATIO = 0.25
@@ -110,6 +111,7 @@ class VisitBook:
         self.unbound: dict[str, TrackHistory] = {}
         self.closed: list[Visit] = []
         self.alias: dict[str, str] = {}
+        self.crossed: dict[str, float] = {}
         self.swaps = 0
         self._serial = 0
         self._frame_t = -math.inf
@@ -135,15 +137,14 @@ class VisitBook:
         self.visits[visit.nonce] = visit
         if event.track:
             self._bind(self.alias.get(event.track, event.track), visit)
-        waiting = sorted(
-            (h for h in self.unbound.values() if h.last_t >= event.t - 3.0
-             and segment_distance(h.last_xy, self._entry) <= ENTRY_RADIUS_M),
-            key=lambda h: (segment_distance(h.last_xy, self._entry), h.first_t),
-        )
-        for h in waiting:
+        # People who crossed the entry line just before the gate reported the pass (clocks and
+        # tracker latency differ by a moment) belong to it, in the order they crossed.
+        early = sorted((t, tid) for tid, t in self.crossed.items()
+                       if tid in self.unbound and event.t - EARLY_CROSSING_S <= t <= event.t)
+        for _t, tid in early:
             if visit.open_slots <= 0:
                 break
-            self._bind(h.track, visit)
+            self._bind(tid, visit)
         return visit
 
     def _bind(self, track: str, visit: Visit, person: int | None = None) -> None:
@@ -161,7 +162,8 @@ class VisitBook:
 
     def _awaiting(self, t: float) -> list[Visit]:
         return sorted((v for v in self.visits.values() if v.open_slots > 0 and v.left is None
-                       and t - self.bind_window_s <= v.entered <= t + 3.0), key=lambda v: v.entered)
+                       and t - self.bind_window_s <= v.entered <= t + EARLY_CROSSING_S),
+                      key=lambda v: v.entered)
 
     def _lost_person(self, h: TrackHistory) -> tuple[Visit, int] | None:
         """The person most plausibly continued by new track `h`: lost recently, close by."""
@@ -271,28 +273,37 @@ class VisitBook:
             self._frame.append(new)
         logger.debug("repaired an id swap between two shoppers' tracks")
 
+    def _entered_at(self, h: TrackHistory) -> float | None:
+        """When this track crossed the entry line inward with its newest step (or, for a track first
+        seen just inside the entry, when it appeared); None if it did not."""
+        if len(h.t) >= 2:
+            step = crosses((h.x[-2], h.y[-2]), (h.x[-1], h.y[-1]), self._entry)
+            return h.t[-1] if step == self._inside_entry else None
+        inside = self._side(self._entry, h.first_xy) == self._inside_entry
+        if inside and segment_distance(h.first_xy, self._entry) <= ENTRY_RADIUS_M:
+            return h.first_t
+        return None
+
     def _place(self, h: TrackHistory) -> None:
-        near_entry = segment_distance(h.first_xy, self._entry) <= ENTRY_RADIUS_M
+        """Bind an unbound track: the next people across the entry belong to the oldest pass with
+        room; a track that starts anywhere else continues someone the tracker lost."""
         fresh = len(h.t) == 1
+        crossed = self._entered_at(h)
         if fresh:
             lost = self._lost_person(h)
-            awaiting = self._awaiting(h.first_t) if near_entry else []
-            if lost is not None and not awaiting:
+            if lost is not None and not (crossed is not None and self._awaiting(crossed)):
                 self._bind(h.track, lost[0], lost[1])
                 return
-            if awaiting:
-                self._bind(h.track, awaiting[0])
-                return
             self.unbound[h.track] = h
-            return
         if h.track not in self.unbound:
             return
-        if segment_distance(h.last_xy, self._entry) <= ENTRY_RADIUS_M:
-            awaiting = self._awaiting(h.last_t)
+        if crossed is not None:
+            self.crossed[h.track] = crossed
+            awaiting = self._awaiting(crossed)
             if awaiting:
                 self._bind(h.track, awaiting[0])
                 return
-        if h.last_t - h.first_t < 2.0:
+        if not fresh and h.last_t - h.first_t < 2.0 and h.track not in self.crossed:
             lost = self._lost_person(h)
             if lost is not None:
                 self._bind(h.track, lost[0], lost[1])

@@ -35,6 +35,11 @@ GROUP_MARGIN_S = 1.0
 # A hand that presses a plate steadily and lets go looks like an item put down and taken again;
 # changes on one plate this close together are one event (their sum), so it nets to nothing.
 SAME_PLATE_MARGIN_S = 2.5
+QUIET_NOISE_G = 3.0
+MAX_WINDOW_BOOST = 4.0
+INDEPENDENT_PER_S = 4.0
+SIGNIFICANT_SIGMA = 4.0
+NUDGE = 0.2
 
 
 @dataclass(slots=True)
@@ -196,8 +201,8 @@ class StepDetector:
     def _try_settle(self, s: int, busy: _Busy) -> None:
         tt = np.asarray(busy.t)
         gg = np.asarray(busy.g)
-        window = self.settings.settle_s
         noise = self.noise[s]
+        window = self._window(s)
         n = tt.size
         if n < 3 or tt[-1] - tt[0] < window:
             return
@@ -224,14 +229,25 @@ class StepDetector:
             tail = gg[tt >= tt[-1] - window]
             self._settled(s, busy, n - tail.size, n - 1, float(np.median(tail)))
 
+    def _window(self, s: int) -> float:
+        """How long plate `s` must hold still: longer on a noisy plate, whose level a short window
+        cannot pin down (its mean is only as good as the square root of the readings in it)."""
+        boost = min(MAX_WINDOW_BOOST, max(1.0, (float(self.noise[s]) / QUIET_NOISE_G) ** 2))
+        return self.settings.settle_s * boost
+
     def _settled(self, s: int, busy: _Busy, a: int, j: int, new_level: float) -> None:
         old = float(self.level[s])
         delta = new_level - old
         noise = float(self.noise[s])
-        significant = abs(delta) >= max(self.settings.min_step_g, 2.0 * noise)
+        # Readings close in time are not independent (slow wobble), so count a few per second.
+        n_eff = max(1.0, (busy.t[j] - busy.t[a]) * INDEPENDENT_PER_S)
+        significant = abs(delta) >= max(self.settings.min_step_g, SIGNIFICANT_SIGMA * noise / math.sqrt(n_eff))
         if significant:
             self._steps.append(_PlateStep(s, busy.since, busy.t[a], delta, noise))
-        self.level[s] = new_level
+            self.level[s] = new_level
+        else:
+            # Noise, not a change: keep the long-run level rather than jump to a short window's mean.
+            self.level[s] = old + NUDGE * delta
         del self._busy[s]
         rest_t = np.asarray(busy.t[j + 1 :])
         rest_g = np.asarray(busy.g[j + 1 :])
@@ -241,7 +257,7 @@ class StepDetector:
     def _settle_at_end(self, s: int) -> None:
         busy = self._busy[s]
         tt = np.asarray(busy.t)
-        tail = np.asarray(busy.g)[tt >= tt[-1] - self.settings.settle_s]
+        tail = np.asarray(busy.g)[tt >= tt[-1] - self._window(s)]
         if tail.size >= 3 and float(np.std(tail)) <= 1.5 * self.noise[s] + 0.5:
             self._settled(s, busy, len(busy.t) - tail.size, len(busy.t) - 1, float(np.mean(tail)))
         else:

@@ -49,6 +49,7 @@ class Scene:
     visits: list[Visit] = field(default_factory=list)
     people: list[Shopper] = field(default_factory=list)
     _seq: np.random.SeedSequence = field(init=False)
+    _gate_busy: list[tuple[float, float]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self._seq = np.random.SeedSequence([self.seed, 0x5CE2E])
@@ -65,18 +66,32 @@ class Scene:
         The pass is signed by the simulated payment app (issuer `sim-pay`), issued a little before
         the scan (the shopper opened the app on the way), valid for five minutes, with a random
         nonce. Members appear in the vestibule shortly before the scan and cross the entry line
-        one after another, the first 0.6-1.8 s after the scan.
+        one after another, the first 0.6-1.8 s after the scan. Like a real gate, it serves one party
+        at a time: while another party is between its scan and its last member through, this one
+        waits and scans right after, so the next people across the line belong to the pass just
+        accepted (spec/recording.md).
         """
         if not 1 <= party <= 4:
             raise ValueError(f"party must be 1-4, got {party}")
+        first = float(self.rng.uniform(0.6, 1.8))
+        gaps = [float(self.rng.uniform(0.6, 1.6)) for _ in range(party - 1)]
+        busy_for = first + sum(gaps) + 0.5
+        moved = True
+        while moved:
+            moved = False
+            for t0, t1 in self._gate_busy:
+                if at < t1 and t0 < at + busy_for:
+                    at = t1 + float(self.rng.uniform(0.3, 0.8))
+                    moved = True
+        self._gate_busy.append((at, at + busy_for))
         nonce = b64url_encode(self.rng.bytes(16))
         iat = math.floor(at - float(self.rng.uniform(5.0, 120.0)))
         tok = f"cus_{self.rng.bytes(7).hex()}/pm_card_{_CARD_BRANDS[int(self.rng.integers(len(_CARD_BRANDS)))]}"
         payload = {"iss": ISSUER, "tok": tok, "iat": iat, "exp": iat + 300, "nonce": nonce, "party": party}
         visit = Visit(nonce, issue_pass(issuer_key(self.shop.seed), payload), party, at)
         (x0, y_line), (x1, _) = self.shop.entry
-        cross = at + float(self.rng.uniform(0.6, 1.8))
-        for _ in range(party):
+        cross = at + first
+        for k in range(party):
             rng = self._person_rng()
             speed = float(rng.uniform(0.75, 1.35))
             x = float(rng.uniform(x0 + 0.2, x1 - 0.2))
@@ -92,7 +107,8 @@ class Scene:
             person.entry_t = walk_start + (t_in - walk_start) * (y_line - y) / (y_line + 0.45 - y)
             visit.members.append(person)
             self.people.append(person)
-            cross += float(rng.uniform(0.6, 1.6))
+            if k < party - 1:
+                cross += gaps[k]
         self.visits.append(visit)
         return list(visit.members)
 
