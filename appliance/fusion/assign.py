@@ -27,7 +27,9 @@ from appliance.events import FloatArray
 HAND_SLACK_M = 0.3
 HAND_SD_M = 0.12
 HAND_NEAR = 0.5
-UNSEEN_WHEN_OTHER_HAND_NEAR = 0.3
+UNSEEN_WHEN_OTHER_HAND_NEAR = 0.15
+STILL_SPEED_M_S = 0.25
+STILL_SPEED_SD_M_S = 0.25
 HAND_SEEN_ELSEWHERE = 0.15
 UNSEEN_LIKELIHOOD = 0.03
 NOBODY_SCORE = 0.02
@@ -100,15 +102,27 @@ def reach_evidence(
     inside = (t >= during[0]) & (t <= during[1])
     if inside.sum() >= 2:
         body_score = float(body[inside].mean())
+        idx = np.flatnonzero(inside)
     else:
         gap = np.maximum(during[0] - t, t - during[1])
-        nearest = np.argsort(gap)[:3]
-        body_score = float(body[nearest].mean())
+        idx = np.sort(np.argsort(gap)[:3])
+        body_score = float(body[idx].mean())
+    body_score *= still_factor(t[idx], xy[idx])
     if not known.any():
         return body_score, None, None
     k = int(np.argmax(np.where(known, hand, -1.0)))
     point = (float(hands[k, 0]), float(hands[k, 1]), float(hands[k, 2]))
     return body_score, float(hand[k]), point
+
+
+def still_factor(t: FloatArray, xy: FloatArray) -> float:
+    """How plausible it is that someone moving like this took from a shelf: a taker stands still
+    while the hand is on the shelf; someone walking past at a normal pace does not."""
+    if t.shape[0] < 2 or t[-1] - t[0] < 0.3:
+        return 1.0
+    speed = float(np.hypot(*(xy[-1] - xy[0]))) / float(t[-1] - t[0])
+    excess = max(0.0, speed - STILL_SPEED_M_S)
+    return math.exp(-0.5 * (excess / STILL_SPEED_SD_M_S) ** 2)
 
 
 def weigh(reaches: Sequence[Reach]) -> list[Reach]:

@@ -289,7 +289,11 @@ class VisitBook:
         room; a track that starts anywhere else continues someone the tracker lost."""
         fresh = len(h.t) == 1
         crossed = self._entered_at(h)
-        if fresh:
+        outside = self._side(self._entry, h.first_xy) != self._inside_entry and (
+            segment_distance(h.first_xy, self._entry) <= ENTRY_RADIUS_M)
+        if fresh and outside:
+            self.unbound[h.track] = h  # someone arriving at the gate, not anyone lost inside
+        elif fresh:
             lost = self._lost_person(h)
             if lost is not None and not (crossed is not None and self._awaiting(crossed)):
                 self._bind(h.track, lost[0], lost[1])
@@ -303,7 +307,7 @@ class VisitBook:
             if awaiting:
                 self._bind(h.track, awaiting[0])
                 return
-        if not fresh and h.last_t - h.first_t < 2.0 and h.track not in self.crossed:
+        if not fresh and not outside and h.last_t - h.first_t < 2.0 and h.track not in self.crossed:
             lost = self._lost_person(h)
             if lost is not None:
                 self._bind(h.track, lost[0], lost[1])

@@ -100,7 +100,7 @@ class Scene:
             appear = min(at - float(rng.uniform(1.0, 3.5)), walk_start - 0.4)
             person = Shopper(self.shop, self.plan, rng, f"p{len(self.people) + 1}", nonce, appear, (x, y),
                              height_m=float(rng.uniform(1.5, 1.92)), speed=speed,
-                             away=float(rng.uniform(0.35, 0.65)))
+                             away=float(rng.uniform(0.35, 0.65)), others=self.people)
             person.wait_until(walk_start)
             person.walk_straight((x, y_line + 0.45))
             t_in = person.t

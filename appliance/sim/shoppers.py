@@ -22,6 +22,8 @@ from appliance.sim.shop import SHELF_DEPTH_M, Column, Point, Shop
 from appliance.sim.world import PersonPath
 
 PATH_RATE_HZ = 10.0
+PERSONAL_SPACE_M = 0.55
+STAND_CHECK_S = 5.0
 
 
 @dataclass(slots=True)
@@ -49,6 +51,7 @@ class Shopper:
     own_spots: dict[str, Column] = field(default_factory=dict)
     exit_t: float | None = None
     entry_t: float | None = None
+    others: list[Shopper] = field(default_factory=list)
     _face: tuple[int, float] | None = None
 
     def __post_init__(self) -> None:
@@ -115,13 +118,56 @@ class Shopper:
             if gondola == sh.gondola and abs(s_here - s) < 0.3:
                 return
         s_stand = s + float(self.rng.uniform(-0.12, 0.12))
-        spot = self.shop.stand_spot(shelf, s_stand, self.away + float(self.rng.uniform(-0.05, 0.05)))
+        away = self.away + float(self.rng.uniform(-0.05, 0.05))
+        spot = self.shop.stand_spot(shelf, s_stand, away)
+        # People keep out of each other's bodies: with someone already standing there, step to the
+        # side (still within reach of the facing), or wait for them to move on.
+        arrive = self.t + math.dist(self.pos, spot) / self.speed
+        if self._crowded(spot, arrive, arrive + STAND_CHECK_S) < PERSONAL_SPACE_M:
+            options = [s + d for d in (-0.3, 0.3, -0.45, 0.45)]
+            clear = [(self._crowded(self.shop.stand_spot(shelf, o, away), arrive, arrive + STAND_CHECK_S), o)
+                     for o in options]
+            best_clear, best_s = max(clear, key=lambda c: (c[0], -abs(c[1] - s)))
+            if best_clear >= PERSONAL_SPACE_M:
+                s_stand = best_s
+                spot = self.shop.stand_spot(shelf, s_stand, away)
+            else:
+                self.wait_until(self._free_after(spot, arrive))
+        
         if self._face is not None and self._face[0] == sh.gondola:
             self._walk([self.pos, spot])
         else:
             self.walk_to(spot)
         self._face = (sh.gondola, s_stand)
         self.wait(float(self.rng.uniform(0.3, 1.5)))
+
+    def _others_at(self, t0: float, t1: float) -> list[np.ndarray]:
+        """Other people's positions, sampled at 5 Hz over [t0, t1] where known."""
+        out = []
+        ts = np.arange(t0, t1 + 1e-9, 0.2)
+        for o in self.others:
+            if o is self or not o.way:
+                continue
+            w = np.array(o.way)
+            live = (ts >= w[0, 0]) & (ts <= w[-1, 0])
+            if live.any():
+                tt = ts[live]
+                out.append(np.stack([tt, np.interp(tt, w[:, 0], w[:, 1]), np.interp(tt, w[:, 0], w[:, 2])], axis=1))
+        return out
+
+    def _crowded(self, spot: Point, t0: float, t1: float) -> float:
+        """Closest anyone else comes to `spot` during [t0, t1] (inf when nobody is around)."""
+        best = math.inf
+        for pts in self._others_at(t0, t1):
+            best = min(best, float(np.min(np.hypot(pts[:, 1] - spot[0], pts[:, 2] - spot[1]))))
+        return best
+
+    def _free_after(self, spot: Point, t0: float) -> float:
+        """When nobody stands within personal space of `spot` any more (at most a minute on)."""
+        t = t0
+        while t < t0 + 60.0 and self._crowded(spot, t, t + STAND_CHECK_S) < PERSONAL_SPACE_M:
+            t += 1.0
+        return t
 
     def approach(self, col: Column) -> None:
         """Walk up to a given facing and stand ready to reach it."""
