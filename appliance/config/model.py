@@ -120,19 +120,26 @@ class FusionSettings:
         1.1, help="farthest a body centre can be from a plate and still take from it", min=0.2, max=3.0, unit="m"
     )
     stand_depth_m: float = setting(
-        0.65, help="usual distance from a plate's centre into the aisle where a shopper taking from it stands",
+        0.62, help="usual distance from a plate's centre into the aisle where a shopper taking from it stands",
         min=0.1, max=2.0, unit="m",
     )
     stand_depth_slack_m: float = setting(
         0.15, help="depth within this of the usual one counts as fully in position", min=0.0, max=1.0, unit="m"
     )
     depth_sd_m: float = setting(
-        0.2, help="spread of standing depth beyond the slack; larger forgives odd postures but tells "
+        0.15, help="spread of standing depth beyond the slack; larger forgives odd postures but tells "
         "people apart less well", min=0.02, max=2.0, unit="m",
     )
     along_sd_m: float = setting(
-        0.2, help="spread of where a taker stands along the shelf from the plate; larger forgives reaching "
-        "sideways but tells neighbours apart less well", min=0.02, max=2.0, unit="m",
+        0.15, help="spread of where most takers stand along the shelf from the plate; larger tells neighbours "
+        "apart less well", min=0.02, max=2.0, unit="m",
+    )
+    along_tail_sd_m: float = setting(
+        0.45, help="spread for takers who stand aside and reach sideways (someone else is in front)", min=0.05,
+        max=3.0, unit="m",
+    )
+    along_tail_share: float = setting(
+        0.2, help="share of takers who stand aside", min=0.0, max=1.0,
     )
     min_confidence: float = setting(
         0.8, help="lines less certain than this go to the review queue instead of the charge", min=0.0,

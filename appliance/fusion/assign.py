@@ -24,8 +24,13 @@ import numpy as np
 from appliance.config import FusionSettings, Sensor
 from appliance.events import FloatArray
 
-HAND_SLACK_M = 0.3
-HAND_SD_M = 0.12
+HAND_FRONT_M = 0.3
+HAND_BACK_M = 0.3
+HAND_SIDE_SLACK_M = 0.08
+HAND_HEIGHT_SLACK_M = 0.12
+HAND_SD_M = 0.1
+HAND_LATE_START_S = 0.2  # `during` opens 0.3 s before the weight moved; the hand arrived about then
+HAND_LATE_S = 0.1
 HAND_NEAR = 0.5
 UNSEEN_WHEN_OTHER_HAND_NEAR = 0.15
 STILL_SPEED_M_S = 0.25
@@ -67,17 +72,31 @@ def body_scores(xy: FloatArray, plate: Sensor, settings: FusionSettings) -> Floa
     depth = dx * fx + dy * fy
     along = -dx * fy + dy * fx
     off = np.maximum(np.abs(depth - settings.stand_depth_m) - settings.stand_depth_slack_m, 0.0)
-    cost = (along / settings.along_sd_m) ** 2 + (off / settings.depth_sd_m) ** 2
-    score = np.exp(-0.5 * cost)
+    # Most takers stand level with the plate; some stand aside (someone else is in front of it)
+    # and reach sideways: a narrow core with a wider tail, 1 where the core peaks.
+    tail = settings.along_tail_share
+    along_score = (1 - tail) * np.exp(-0.5 * (along / settings.along_sd_m) ** 2) + tail * np.exp(
+        -0.5 * (along / settings.along_tail_sd_m) ** 2)
+    score = along_score * np.exp(-0.5 * (off / settings.depth_sd_m) ** 2)
     score[(depth < 0.0) | (np.hypot(dx, dy) > settings.reach_m)] = 0.0
     return score
 
 
 def hand_scores(hands: FloatArray, plate: Sensor) -> FloatArray:
-    """Score in [0, 1] for each hand point (n, 3); NaN rows (hand unknown) score NaN."""
-    d = np.linalg.norm(hands - np.asarray(plate.pos), axis=1)
-    off = np.maximum(d - HAND_SLACK_M, 0.0)
-    return np.exp(-0.5 * (off / HAND_SD_M) ** 2)
+    """Score in [0, 1] for each hand point (n, 3); NaN rows (hand unknown) score NaN.
+
+    A hand taking from a plate is level with it and over it along the shelf, anywhere from deep
+    in the shelf to just in front of it: depth is forgiven, height and sideways offset are not
+    (they tell neighbouring plates and shelves apart).
+    """
+    fx, fy = plate.facing
+    d = hands - np.asarray(plate.pos)
+    depth = d[:, 0] * fx + d[:, 1] * fy
+    along = -d[:, 0] * fy + d[:, 1] * fx
+    off_depth = np.maximum(np.maximum(depth - HAND_FRONT_M, -HAND_BACK_M - depth), 0.0)
+    off_along = np.maximum(np.abs(along) - plate.width / 2 - HAND_SIDE_SLACK_M, 0.0)
+    off_up = np.maximum(np.abs(d[:, 2]) - HAND_HEIGHT_SLACK_M, 0.0)
+    return np.exp(-0.5 * ((off_depth**2 + off_along**2 + off_up**2) / HAND_SD_M**2))
 
 
 def reach_evidence(
@@ -108,9 +127,11 @@ def reach_evidence(
         idx = np.sort(np.argsort(gap)[:3])
         body_score = float(body[idx].mean())
     body_score *= still_factor(t[idx], xy[idx])
-    if not known.any():
+    # A hand counts while it could be touching the plate, not on its way past to another one.
+    touching = known & (t >= during[0] + HAND_LATE_START_S) & (t <= during[1] + HAND_LATE_S)
+    if not touching.any():
         return body_score, None, None
-    k = int(np.argmax(np.where(known, hand, -1.0)))
+    k = int(np.argmax(np.where(touching, hand, -1.0)))
     point = (float(hands[k, 0]), float(hands[k, 1]), float(hands[k, 2]))
     return body_score, float(hand[k]), point
 

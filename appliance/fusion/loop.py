@@ -45,6 +45,7 @@ CLOSE_MAX_WAIT_S = 30.0
 OVERLAP_MARGIN_S = 0.5
 CLUSTER_RADIUS_M = 3.0
 MAX_HOLD_S = 10.0
+REACH_S = 0.5  # a hand needs about this long to get to a shelf and back: no one does two at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +250,7 @@ class ShopFloor:
             return []
         waiting = [e for e in self.pending if e.t_end + lag > now]
         busy = [(self.sensors[self.steps.ids[s]].pos, b.since) for s, b in self.steps._busy.items()]
+        busy += [(self.sensors[self.steps.ids[st.sensor]].pos, st.t_start) for st in self.steps._steps]
         changed = True
         while changed:
             changed = False
@@ -299,7 +301,7 @@ class ShopFloor:
         decided: dict[int, list[Reach]] = {}
         for members in clusters.values():
             group = [parts[i] for i in members]
-            overlap = [[self._near(a, b, 0.0) for b in group] for a in group]
+            overlap = [[self._near(a, b, REACH_S) for b in group] for a in group]
             for i, reaches in zip(members, assign_jointly([weigh(self._reaches(e)) for e in group], overlap)):
                 decided[i] = reaches
         for i, part in sorted(enumerate(parts), key=lambda x: (x[1].t_start, x[1].t_end)):
