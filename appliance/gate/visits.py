@@ -33,16 +33,21 @@ EARLY_CROSSING_S = 2.0
 SWAP_NEAR_M = 1.2
 SWAP_MIN_COST_M2 = 0.25**2
 SWAP_RATIO = 0.25
+SWAP_JUMP_M = 0.3
+SWAP_RATIO_JUMP = 0.4
 VELOCITY_WINDOW_S = 0.6
 MAX_SPEED_M_S = 2.0
 
 
-def _predict(h: TrackHistory) -> tuple[float, float, float, float] | None:
-    """Where a track's newest point should be from its motion before it: (x, y, vx, vy)."""
-    n = len(h.t)
-    if n < 3:
+def _predict(h: TrackHistory, at: float | None = None) -> tuple[float, float, float, float] | None:
+    """Where a track should be from its motion: at its newest point's time from the points before
+    it, or (with `at`) at time `at` from all its points. Returns (x, y, vx, vy)."""
+    n = len(h.t) if at is not None else len(h.t) - 1
+    if n < 2:
         return None
-    t_new, t_prev = h.t[-1], h.t[-2]
+    t_new = at if at is not None else h.t[-1]
+    t_prev = h.t[n - 1]
+    n += 1
     k = n - 2
     while k > 0 and h.t[k - 1] >= t_prev - VELOCITY_WINDOW_S:
         k -= 1
@@ -223,7 +228,7 @@ class VisitBook:
         tracker's error wanders by centimetres, so only a clear improvement counts.
         """
         bound = [tid for tid in dict.fromkeys(self._frame) if tid in self.owner]
-        if len(bound) < 2:
+        if not bound:
             return
         preds: dict[str, tuple[float, float, float, float]] = {}
         for tid in bound:
@@ -248,15 +253,43 @@ class VisitBook:
                 if keep > SWAP_MIN_COST_M2 and swap < SWAP_RATIO * keep:
                     self._swap(a, b)
                     done.update((a, b))
+        # One id jumped onto where someone else should be while that someone missed this frame:
+        # the tracker gave their id away; from now on each id continues the other person.
+        others = [tid for tid, (nonce, _p) in self.owner.items() if tid not in self._frame and nonce in self.visits
+                  and tid in self.memory.tracks and self._frame_t - self.memory.tracks[tid].last_t <= 0.6]
+        for a in bound:
+            if a in done or a not in preds:
+                continue
+            ha = self.memory.tracks[a]
+            jump = math.dist(ha.last_xy, preds[a][:2])
+            if jump < SWAP_JUMP_M:
+                continue
+            best: tuple[float, str] | None = None
+            for b in others:
+                if b in done or self.owner[b] == self.owner[a]:
+                    continue
+                guess = _predict(self.memory.tracks[b], at=ha.last_t)
+                if guess is None:
+                    continue
+                d = math.dist(ha.last_xy, guess[:2])
+                if d < SWAP_RATIO_JUMP * jump and (best is None or d < best[0]):
+                    best = (d, b)
+            if best is not None:
+                self._swap(a, best[1], move_b=False)
+                done.update((a, best[1]))
 
-    def _swap(self, a: str, b: str) -> None:
-        """From the newest point on, tracker id behind `a` continues b's person and vice versa."""
+    def _swap(self, a: str, b: str, move_b: bool = True) -> None:
+        """From its newest point on, the tracker id behind `a` continues b's person and vice versa
+        (`move_b` False: b's newest point is from before the swap and stays where it is)."""
         ext = {v: k for k, v in self.alias.items()}
         ext_a, ext_b = ext.get(a, a), ext.get(b, b)
         self.swaps += 1
-        moved: dict[str, TrackPoint] = {}
-        for tid in (a, b):
+        moved: dict[str, TrackPoint | None] = {}
+        for tid, move in ((a, True), (b, move_b)):
             h = self.memory.tracks[tid]
+            if not move:
+                moved[tid] = None
+                continue
             hand = h.hand.pop()
             moved[tid] = TrackPoint(h.t.pop(), tid, h.x.pop(), h.y.pop(),
                                     None if math.isnan(hand[0]) else hand)
@@ -264,13 +297,15 @@ class VisitBook:
             self._serial += 1
             new = f"{ext_id}~{self._serial}"
             q = moved[src]
-            self.memory.add(TrackPoint(q.t, new, q.x, q.y, q.hand))
+            if q is not None:
+                self.memory.add(TrackPoint(q.t, new, q.x, q.y, q.hand))
             self.alias[ext_id] = new
             nonce, person = dst_owner
             self.owner[new] = dst_owner
             if nonce in self.visits:
                 self.visits[nonce].people[person].tracks.append(new)
-            self._frame.append(new)
+            if q is not None:
+                self._frame.append(new)
         logger.debug("repaired an id swap between two shoppers' tracks")
 
     def _entered_at(self, h: TrackHistory) -> float | None:
