@@ -39,6 +39,7 @@ class ReplayResult:
     low_stock: list[LowStock]
     decisions: list[Decision]
     level: str
+    refunded: list[str]
 
 
 def _merge(gate: list[GateEvent], tracks: Iterable[TrackPoint]) -> Iterator[GateEvent | TrackPoint]:
@@ -110,13 +111,16 @@ def replay(rec: Recording, level: str | None = None, progress: Progress | None =
             break
         tick += TICK_S
     receipts.extend(floor.finish(max(end, tick)))
+    refunded = {r.visit for r in receipts} & set(floor.refunded)
+    receipts = [floor.refunded[r.visit] if r.visit in refunded else r for r in receipts]
     if progress is not None:
         progress(1.0)
     order = {e.pass_text: i for i, e in enumerate(rec.gate) if e.kind == "entry"}
     nonce_order = {parse_pass_unchecked(p).nonce: i for p, i in order.items()}
     receipts.sort(key=lambda r: nonce_order.get(r.visit, len(nonce_order)))
     inventory = floor.inventory.levels(floor.steps)
-    return ReplayResult(receipts, floor.restock, inventory, floor.low_stock, floor.decisions, level)
+    return ReplayResult(receipts, floor.restock, inventory, floor.low_stock, floor.decisions, level,
+                        sorted(refunded))
 
 
 def receipts_document(result: ReplayResult) -> dict[str, Any]:
@@ -138,6 +142,7 @@ def receipts_document(result: ReplayResult) -> dict[str, Any]:
             "lines": [line.as_json() for line in r.lines],
             "total": r.total,
             "status": "held for review" if review else ("charge" if r.lines else "nothing taken"),
+            "refunded_after_exit": r.visit in result.refunded,
             "review": review,
         })
     return {

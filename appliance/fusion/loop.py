@@ -45,6 +45,7 @@ CLOSE_MAX_WAIT_S = 30.0
 OVERLAP_MARGIN_S = 0.5
 CLUSTER_RADIUS_M = 3.0
 MAX_HOLD_S = 10.0
+REFUND_WINDOW_S = 30 * 60.0
 REACH_S = 0.5  # a hand needs about this long to get to a shelf and back: no one does two at once
 
 
@@ -84,6 +85,7 @@ class FloorListener(Protocol):
     def visit_opened(self, visit: Visit) -> None: ...
     def cart_changed(self, change: CartChange) -> None: ...
     def held_for_review(self, item: ReviewItem) -> None: ...
+    def credited_after_exit(self, change: CartChange) -> None: ...
 
 
 class ShopFloor:
@@ -111,6 +113,8 @@ class ShopFloor:
         self.closing: list[Visit] = []
         self.left_recently: dict[str, Visit] = {}
         self.restock: list[RestockAlert] = []
+        self.closed_carts: dict[str, tuple[Cart, float, float]] = {}
+        self.refunded: dict[str, Receipt] = {}
         self.inventory = Inventory(config)
         self.low_stock: list[LowStock] = []
         self.decisions: list[Decision] = []
@@ -182,6 +186,7 @@ class ShopFloor:
             ready = now >= left + wait and (oldest is None or oldest > left)
             if final or ready or now >= left + CLOSE_MAX_WAIT_S:
                 cart = self.carts.pop(visit.nonce, Cart(visit.nonce))
+                self.closed_carts[visit.nonce] = (cart, visit.entered, left)
                 out.append(receipt_for(cart, self.planogram.products, self.config.store.currency,
                                        visit.entered, left))
                 self.left_recently.pop(visit.nonce, None)
@@ -227,7 +232,13 @@ class ShopFloor:
                     if hs is not None and (hand is None or hs > hand):
                         hand, point = hs, hp
                 if body > 0 or (hand is not None and hand > 0.05):
-                    out.append(Reach(visit.nonce, i, body, hand, point))
+                    if person.also:
+                        # Bound without knowing to which of several visits: their share of each.
+                        share = 1.0 / (1 + len(person.also))
+                        for k, other in enumerate((visit.nonce, *person.also)):
+                            out.append(Reach(other, -1 - k if k else i, body * share, hand, point))
+                    else:
+                        out.append(Reach(visit.nonce, i, body, hand, point))
         return out
 
     def _candidates(self, event: ShelfEvent) -> list[Reach]:
@@ -455,13 +466,17 @@ class ShopFloor:
                     abs(event.delta_g) / max(1, len(best.items)))
                 self._record(event, "put down, no cart holds it", "", best)
                 continue
-            qty = min(item.qty, self.carts[holder.visit].holds(item.sku)) if item.qty else 0
-            grams = -min(item.grams, self.carts[holder.visit].grams.get(item.sku, 0.0)) if item.grams else 0.0
+            cart = self.carts.get(holder.visit) or self.closed_carts[holder.visit][0]
+            qty = min(item.qty, cart.holds(item.sku)) if item.qty else 0
+            grams = -min(item.grams, cart.grams.get(item.sku, 0.0)) if item.grams else 0.0
             if qty == 0 and grams == 0:
                 continue
             change = CartChange(holder.visit, item.sku, -qty, grams,
                                 self._evidence(event, best.probability, holder.confidence, "returned"))
-            self._apply(holder.visit, change)
+            if holder.visit in self.carts:
+                self._apply(holder.visit, change)
+            else:
+                self._credit_after_exit(holder.visit, change)
             stocked_here = any(item.sku in self.planogram.on_plate.get(s, ()) for s in event.sensors)
             if not stocked_here:
                 self.restock.append(RestockAlert(event.t_end, main_plate, item.sku, qty or 1))
@@ -482,5 +497,22 @@ class ShopFloor:
         if holding:
             return holding[0]
         others = [Reach(v, 0, 0.0, None) for v, c in sorted(self.carts.items()) if c.holds(sku) > 0]
-        return others[0] if len(others) == 1 else None
+        if len(others) == 1:
+            return others[0]
+        if others:
+            return None
+        # Nobody inside holds one: a shopper who already left may have handed it on before going.
+        cutoff = self.now - REFUND_WINDOW_S
+        gone = [Reach(v, 0, 0.0, None) for v, (c, _e, left) in sorted(self.closed_carts.items())
+                if left >= cutoff and c.holds(sku) > 0]
+        return gone[0] if len(gone) == 1 else None
+
+    def _credit_after_exit(self, visit: str, change: CartChange) -> None:
+        """A unit that left with a visit's charge came back to a shelf: refund it."""
+        cart, entered, left = self.closed_carts[visit]
+        cart.apply(change)
+        self.refunded[visit] = receipt_for(cart, self.planogram.products, self.config.store.currency, entered, left)
+        logger.info("a unit already charged came back after its shopper left: refunded")
+        if self.listener is not None:
+            self.listener.credited_after_exit(change)
 

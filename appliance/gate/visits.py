@@ -30,6 +30,10 @@ STITCH_BASE_M = 0.8
 WALK_SPEED_M_S = 1.5
 FRAME_TOLERANCE_S = 0.03
 EARLY_CROSSING_S = 2.0
+PRE_EXISTING_S = 1.0
+JUST_ARRIVED_S = 10.0
+JUST_ARRIVED_PENALTY_M = 1.5
+ADOPT_WINDOW_S = 2.0
 SWAP_NEAR_M = 1.2
 SWAP_MIN_COST_M2 = 0.25**2
 SWAP_RATIO = 0.25
@@ -72,6 +76,7 @@ class Person:
 
     tracks: list[str]
     left: float | None = None
+    also: tuple[str, ...] = ()  # other visits this person may belong to, when binding could not tell
 
 
 @dataclass(slots=True)
@@ -117,6 +122,7 @@ class VisitBook:
         self.closed: list[Visit] = []
         self.alias: dict[str, str] = {}
         self.crossed: dict[str, float] = {}
+        self._tracking_since = math.inf
         self.swaps = 0
         self._serial = 0
         self._frame_t = -math.inf
@@ -167,8 +173,27 @@ class VisitBook:
 
     def _awaiting(self, t: float) -> list[Visit]:
         return sorted((v for v in self.visits.values() if v.open_slots > 0 and v.left is None
-                       and t - self.bind_window_s <= v.entered <= t + EARLY_CROSSING_S),
+                       and t - self.bind_window_s <= v.entered <= t + EARLY_CROSSING_S
+                       and v.entered >= self._tracking_since - PRE_EXISTING_S),
                       key=lambda v: v.entered)
+
+    def _adopt(self, h: TrackHistory) -> bool:
+        """People already inside when tracking began (the box restarted, or a recording starts
+        mid-visit) cannot be seen crossing the entry: they belong to the visits that entered
+        before. Which of those visits is whose cannot be told; each such person is bound to one
+        and marked as possibly any of them, so fusion sends their picks to review rather than
+        guessing."""
+        if h.first_t > self._tracking_since + ADOPT_WINDOW_S:
+            return False
+        earlier = sorted((v for v in self.visits.values() if v.open_slots > 0 and v.left is None
+                          and v.entered < self._tracking_since - PRE_EXISTING_S), key=lambda v: v.entered)
+        if not earlier:
+            return False
+        self._bind(h.track, earlier[0])
+        owned = self.owner[h.track]
+        others = tuple(v.nonce for v in earlier[1:])
+        self.visits[owned[0]].people[owned[1]].also = others
+        return True
 
     def _lost_person(self, h: TrackHistory) -> tuple[Visit, int] | None:
         """The person most plausibly continued by new track `h`: lost recently, close by."""
@@ -200,6 +225,8 @@ class VisitBook:
         tracker ids continue under new internal ids bound to each other's person, so every internal
         track belongs to one person for its whole life.
         """
+        if self._tracking_since == math.inf:
+            self._tracking_since = p.t
         if p.t > self._frame_t + FRAME_TOLERANCE_S:
             self._repair_swaps()
             self._frame_t = p.t
@@ -328,6 +355,8 @@ class VisitBook:
             segment_distance(h.first_xy, self._entry) <= ENTRY_RADIUS_M)
         if fresh and outside:
             self.unbound[h.track] = h  # someone arriving at the gate, not anyone lost inside
+        elif fresh and not outside and crossed is None and self._adopt(h):
+            return
         elif fresh:
             lost = self._lost_person(h)
             if lost is not None and not (crossed is not None and self._awaiting(crossed)):
@@ -371,6 +400,10 @@ class VisitBook:
                     dist = segment_distance(pos, self._exit) + 0.2 * max(0.0, event.t - h.last_t)
                 else:
                     dist = segment_distance(pos, self._exit)
+                # Someone who has just come in is not who is leaving (entry and exit lanes are side by side).
+                first = self.memory.tracks.get(member.tracks[0])
+                if first is not None and event.t - first.first_t < JUST_ARRIVED_S:
+                    dist += JUST_ARRIVED_PENALTY_M
                 if dist <= EXIT_RADIUS_M + 0.2 * max(0.0, event.t - h.last_t) and (best is None or dist < best[0]):
                     best = (dist, visit, i)
         if best is None:
