@@ -27,6 +27,7 @@ from appliance.sim.scene import Scene
 from appliance.sim.shop import default_shop
 from appliance.sim.stock import resolve
 from appliance.sim.tracker import TrackerProfile
+from appliance.sim import crowding
 from appliance.sim.world import PersonPath
 
 # 2024-05-14 10:00 KST; seed n plays on the n-th day after it.
@@ -159,7 +160,7 @@ def simulate(scenario: str, seed: int, **overrides: Any) -> SimOutput:
     readings = loadcells.render(shop, outcome.opening_g, outcome.steps, presses, sensors, seed, start, end, dead,
                                 progress)
     progress(f"{readings.t.shape[0]} load-cell readings; tracking people")
-    paths = [p.true_path() for p in scene.people]
+    paths = crowding.separate([p.true_path() for p in scene.people], scene.plan)
     reaches = {p.person: p.reaches for p in scene.people}
     seen = tracker.render(shop, paths, reaches, tracker_profile, seed, start, end)
     gate = _gate_rows(scene, seen, tracker_profile, seed)
