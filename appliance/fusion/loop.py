@@ -150,6 +150,8 @@ class ShopFloor:
         """Decide what is due at `now` and return the receipts of visits that are complete."""
         self._advance_to(now)
         self.pending.extend(self.steps.advance(now))
+        self.book.tick(now)
+        self._collect_leavers()
         due = self._due(now)
         if due:
             self._decide_all(due)

@@ -32,6 +32,7 @@ FRAME_TOLERANCE_S = 0.03
 EARLY_CROSSING_S = 2.0
 PRE_EXISTING_S = 1.0
 JUST_ARRIVED_S = 10.0
+EXIT_MATCH_S = 2.0
 JUST_ARRIVED_PENALTY_M = 1.5
 ADOPT_WINDOW_S = 2.0
 SWAP_NEAR_M = 1.2
@@ -123,6 +124,8 @@ class VisitBook:
         self.alias: dict[str, str] = {}
         self.crossed: dict[str, float] = {}
         self._tracking_since = math.inf
+        self._crossings: list[tuple[float, tuple[str, int]]] = []
+        self._pending_exits: list[float] = []
         self.swaps = 0
         self._serial = 0
         self._frame_t = -math.inf
@@ -240,10 +243,37 @@ class VisitBook:
             owned = self.owner.get(internal)
             if owned is None:
                 return
-        if not self.exits_from_gate and len(h.t) >= 2:
+        if len(h.t) >= 2 and owned[0] in self.visits:
             step = crosses((h.x[-2], h.y[-2]), (h.x[-1], h.y[-1]), self._exit)
             if step != 0 and step != self._inside_exit:
-                self._leave(self.visits[owned[0]], owned[1], p.t)
+                self._crossed_out(owned, p.t)
+        self._expire_pending(p.t)
+
+    # --- leaving: the exit gate's count, matched to who walked out -------------------------------------
+
+    def _crossed_out(self, owned: tuple[str, int], t: float) -> None:
+        """A shopper's track crossed the exit line outward."""
+        visit = self.visits[owned[0]]
+        if not self.exits_from_gate:
+            self._leave(visit, owned[1], t)
+            return
+        waiting = [e for e in self._pending_exits if abs(e - t) <= EXIT_MATCH_S]
+        if waiting:
+            self._pending_exits.remove(waiting[0])
+            self._leave(visit, owned[1], waiting[0])
+        else:
+            self._crossings.append((t, owned))
+
+    def tick(self, now: float) -> None:
+        """Time passes without track points: settle exits that waited long enough."""
+        self._expire_pending(now)
+
+    def _expire_pending(self, now: float) -> None:
+        """Exits nobody was seen walking out for: give them to whoever is nearest the exit."""
+        self._crossings = [c for c in self._crossings if now - c[0] <= EXIT_MATCH_S * 2]
+        for t in [e for e in self._pending_exits if now - e > EXIT_MATCH_S]:
+            self._pending_exits.remove(t)
+            self._nearest_leaves(t)
 
     # --- id swaps ------------------------------------------------------------------------------------
 
@@ -381,9 +411,19 @@ class VisitBook:
     def exit(self, event: GateEvent) -> Visit | None:
         """The exit gate registered someone leaving: the named track, else the nearest member there."""
         named = self.alias.get(event.track, event.track)
-        if event.track and named in self.owner:
+        if event.track and named in self.owner and self.owner[named][0] in self.visits:
             nonce, person = self.owner[named]
             return self._leave(self.visits[nonce], person, event.t)
+        seen = [c for c in self._crossings if abs(c[0] - event.t) <= EXIT_MATCH_S and c[1][0] in self.visits]
+        if seen:
+            self._crossings.remove(seen[0])
+            return self._leave(self.visits[seen[0][1][0]], seen[0][1][1], event.t)
+        self._pending_exits.append(event.t)
+        return None
+
+    def _nearest_leaves(self, t: float) -> Visit | None:
+        """Fallback for an exit nobody was seen crossing: the member nearest the exit then."""
+        event = GateEvent(t, "exit")
         best: tuple[float, Visit, int] | None = None
         for visit in self.visits.values():
             if visit.left is not None:
@@ -433,6 +473,9 @@ class VisitBook:
 
     def close_all(self, t: float) -> list[Visit]:
         """End of the recording (or shutdown): everyone still inside is taken to have left at t."""
+        for e in list(self._pending_exits):
+            self._pending_exits.remove(e)
+            self._nearest_leaves(e)
         for v in self.visits.values():
             if v.left is None:
                 v.left = t
