@@ -46,6 +46,7 @@ OVERLAP_MARGIN_S = 0.5
 CLUSTER_RADIUS_M = 3.0
 MAX_HOLD_S = 10.0
 REFUND_WINDOW_S = 30 * 60.0
+FOREIGN_SPREAD = 0.04
 REACH_S = 0.5  # a hand needs about this long to get to a shelf and back: no one does two at once
 
 
@@ -101,7 +102,13 @@ class ShopFloor:
         self.config = config
         self.listener = listener
         self.planogram = Planogram(config)
-        self.steps = StepDetector(config.sensors, config.shelves)
+        index = {sensor.id: i for i, sensor in enumerate(config.sensors)}
+        shared: list[set[int]] = [set() for _ in config.sensors]
+        for st in config.stock:
+            plates = [index[sid] for sid in st.sensors]
+            for a in plates:
+                shared[a].update(b for b in plates if b != a)
+        self.steps = StepDetector(config.sensors, config.shelves, [sorted(x) for x in shared])
         self.memory = FloorMemory()
         self.book = VisitBook(config, self.memory, config.gate.bind_window_s, exits_from_gate)
         self.sensors = {s.id: s for s in config.sensors}
@@ -282,6 +289,8 @@ class ShopFloor:
         return ready
 
     def _moves_stock(self, event: ShelfEvent) -> bool:
+        if event.delta_g > 0:
+            return False  # what a put-down is depends on whose cart holds what: not known yet
         best = explain(event, self.planogram, None, self._foreign_on(event.sensors), self.touching)[0]
         return not best.unexplained and any(not i.sku.startswith("foreign:") for i in best.items)
 
@@ -331,8 +340,9 @@ class ShopFloor:
             if ex is None:
                 continue
             for k, w in enumerate(ex.foreign):
-                out.append(Candidate(f"foreign:{sid}:{k}", w, max(1.0, 0.01 * w), False, frozenset([sid]),
-                                     math.log(0.5)))
+                # Its weight was measured once, and a palm that rested there pushed with a varying force.
+                out.append(Candidate(f"foreign:{sid}:{k}", w, max(1.0, FOREIGN_SPREAD * w), False,
+                                     frozenset([sid]), 0.0))
         return out
 
     def _misplaced_on(self, plates: Sequence[str]) -> dict[str, float]:

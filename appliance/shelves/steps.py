@@ -40,6 +40,9 @@ MAX_WINDOW_BOOST = 4.0
 INDEPENDENT_PER_S = 4.0
 SIGNIFICANT_SIGMA = 4.0
 NUDGE = 0.2
+HISTORY = 64
+PARTNER_MIN_G = 2.0
+PARTNER_SIGMA = 3.0
 
 
 @dataclass(slots=True)
@@ -87,7 +90,8 @@ class StepDetector:
     A longer `settle_s` rejects more hand noise but delays every event by as much.
     """
 
-    def __init__(self, sensors: Sequence[Sensor], settings: ShelfSettings) -> None:
+    def __init__(self, sensors: Sequence[Sensor], settings: ShelfSettings,
+                 shared: Sequence[Sequence[int]] | None = None) -> None:
         n = len(sensors)
         self.sensors = list(sensors)
         self.ids = [s.id for s in sensors]
@@ -99,6 +103,14 @@ class StepDetector:
         self.faults = np.zeros(n, dtype=np.int64)
         self.lost = np.zeros(n, dtype=bool)
         self.neighbours = shelf_neighbours(sensors)
+        # Neighbouring plates that hold the same product: a unit across their seam moves both, and a
+        # noisy one's share may stay below its own threshold.
+        self.partners = [[q for q in nb if shared is not None and q in shared[i]] for i, nb in
+                         enumerate(self.neighbours)]
+        self._hist_t = np.full((n, HISTORY), np.nan)
+        self._hist_m = np.full((n, HISTORY), np.nan)
+        self._hist_c = np.zeros((n, HISTORY))
+        self._hist_i = np.zeros(n, dtype=np.int64)
         self._busy: dict[int, _Busy] = {}
         self._steps: list[_PlateStep] = []
         self._now = -math.inf
@@ -153,6 +165,11 @@ class StepDetector:
         fresh = np.isnan(self.first_t[ids])
         self.first_t[ids[fresh]] = block_start[fresh]
         means = np.add.reduceat(grams, starts) / counts
+        slot = self._hist_i[ids] % HISTORY
+        self._hist_t[ids, slot] = (block_start + block_end) / 2
+        self._hist_m[ids, slot] = means
+        self._hist_c[ids, slot] = counts
+        self._hist_i[ids] += 1
         level = np.where(np.isnan(self.level[ids]), means, self.level[ids])
         self.level[ids] = level
         dev = grams - np.repeat(level, counts)
@@ -310,12 +327,41 @@ class StepDetector:
         out.sort(key=lambda e: (e.t_end, e.t_start))
         return out
 
+    def _quiet_change(self, s: int, t0: float, t1: float) -> tuple[float, float] | None:
+        """How far a plate that stayed below its own thresholds moved across [t0, t1], from its recent
+        block means: (change, seconds of readings behind it), or None without enough of them."""
+        t, m, c = self._hist_t[s], self._hist_m[s], self._hist_c[s]
+        before = (t >= t0 - 3.0) & (t < t0 - 0.2)
+        after = (t > t1 + 0.1) & (t <= t1 + 2.0)
+        if before.sum() < 2 or after.sum() < 2:
+            return None
+        mb = float(np.average(m[before], weights=c[before]))
+        ma = float(np.average(m[after], weights=c[after]))
+        span = float(np.ptp(t[before]) + np.ptp(t[after])) + 0.5
+        return ma - mb, span
+
     def _event(self, members: list[_PlateStep]) -> ShelfEvent:
         by_plate: dict[int, list[_PlateStep]] = {}
         for m in members:
             by_plate.setdefault(m.sensor, []).append(m)
-        changes = tuple(
+        t_start = min(m.t_start for m in members)
+        t_end = max(m.t_end for m in members)
+        changes = [
             PlateChange(self.ids[p], sum(m.delta_g for m in ms), max(m.noise_g for m in ms))
             for p, ms in sorted(by_plate.items())
-        )
-        return ShelfEvent(min(m.t_start for m in members), max(m.t_end for m in members), changes)
+        ]
+        total = sum(c.delta_g for c in changes)
+        for p in sorted(by_plate):
+            for q in self.partners[p]:
+                if q in by_plate or q in self._busy or any(c.sensor == self.ids[q] for c in changes):
+                    continue
+                moved = self._quiet_change(q, t_start, t_end)
+                if moved is None:
+                    continue
+                delta, span = moved
+                noise = float(self.noise[q])
+                floor = max(PARTNER_MIN_G, PARTNER_SIGMA * noise / math.sqrt(max(1.0, span * INDEPENDENT_PER_S)))
+                if delta * total > 0 and abs(delta) >= floor:
+                    changes.append(PlateChange(self.ids[q], delta, noise))
+        changes.sort(key=lambda c: c.sensor)
+        return ShelfEvent(t_start, t_end, tuple(changes))
