@@ -11,6 +11,7 @@ from collections.abc import Sequence
 # Each module has register(commands, bench) adding its subcommands and its `appliance bench` targets.
 COMMAND_MODULES = (
     "appliance.cli.core",
+    "appliance.cli.vision",
 )
 
 

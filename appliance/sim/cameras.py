@@ -12,6 +12,7 @@ and the real detector's boxes (`detections.csv`) into a recording.
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -620,3 +621,66 @@ def render(
     logger.info("rendered %s camera(s) x %s frames; detector found %s of %s people in view", stats.cameras,
                 stats.frames, stats.found, stats.people_in_view)
     return stats
+
+
+# --- a small scene for camera tests and benchmarks ---------------------------------------------------
+
+
+def example_store(floor_size: tuple[float, float] = (8.0, 6.0), cameras: int = 2) -> dict[str, Any]:
+    """A small store.toml (as a dict) with two shelving units, a door and a camera rig.
+
+    For camera tests, demos and benchmarks; the simulator proper builds its own stores.
+    """
+    sx, sy = floor_size
+    sensors = []
+    for i in range(4):
+        sensors.append({"id": f"g1.s1.p{i + 1}", "pos": [sx * 0.35 + 0.5 * i, sy * 0.5, 1.2 - 0.3 * (i % 2)],
+                        "facing": [0.0, -1.0], "width": 0.5})
+    for i in range(3):
+        sensors.append({"id": f"g2.s1.p{i + 1}", "pos": [sx * 0.8, sy * 0.55 + 0.5 * i, 1.0],
+                        "facing": [-1.0, 0.0], "width": 0.5})
+    return {
+        "version": 1,
+        "store": {"name": "Camera test shop", "currency": "KRW", "timezone": "Asia/Seoul"},
+        "floor": {"size": [sx, sy], "entry": [[0.5, 0.0], [1.5, 0.0]], "exit": [[2.0, 0.0], [3.0, 0.0]]},
+        "products": [{"sku": "880001", "name": "Water 500 ml", "price": 900, "unit_g": 521.0}],
+        "sensors": sensors,
+        "stock": [{"sku": "880001", "sensors": [s["id"] for s in sensors]}],
+        "cameras": camera_rig(floor_size, cameras),
+    }
+
+
+def example_walks(
+    config: StoreConfig, people: int, start: float, seed: int, speed_mps: float = 1.1, pause_s: float = 3.0,
+    gap_s: float = 6.0,
+) -> list[PersonPath]:
+    """Shoppers who come in at the entry one after another, stop at two or three shelves (standing
+    still for about `pause_s`), and leave by the exit; sampled at 10 Hz."""
+    rng = np.random.default_rng(seed)
+    sx, sy = config.floor.size
+    inside = np.array([0.0, 0.3])
+    entry = np.mean(np.asarray(config.floor.entry, dtype=np.float64), axis=0) + inside
+    leave = np.mean(np.asarray(config.floor.exit, dtype=np.float64), axis=0) + inside
+    spots = [np.asarray(s.pos[:2]) + 0.6 * np.asarray(s.facing) for s in config.sensors]
+    spots = spots or [np.array([sx / 2, sy / 2])]
+    walks = []
+    for p in range(people):
+        stops = [spots[int(i)] for i in rng.choice(len(spots), size=min(len(spots), int(rng.integers(2, 4))),
+                                                      replace=False)]
+        waypoints = [entry, *stops, leave]
+        t = start + p * gap_s
+        times, points = [t], [waypoints[0]]
+        for leg, (a, b) in enumerate(itertools.pairwise(waypoints)):
+            steps = max(1, int(math.dist(a, b) / speed_mps * 10))
+            for k in range(1, steps + 1):
+                t += 0.1
+                times.append(t)
+                points.append(a + (b - a) * k / steps)
+            if leg < len(waypoints) - 2:
+                for _ in range(int(pause_s * 10 * rng.uniform(0.7, 1.3))):
+                    t += 0.1
+                    times.append(t)
+                    points.append(b + rng.normal(0.0, 0.01, 2))
+        walks.append(PersonPath(f"p{p + 1}", np.array(times), np.array(points),
+                                float(rng.uniform(1.55, 1.85))))
+    return walks

@@ -74,14 +74,15 @@ class DetectionRun:
     """
 
     def __init__(self, config: StoreConfig, videos: Sequence[CameraVideo], detector: Detector,
-                 gate: MotionGate | None = None) -> None:
+                 gating: bool | None = None) -> None:
         settings = config.vision
         known = {c.id for c in config.cameras}
         for v in videos:
             if v.camera not in known:
                 raise VisionError(f"{v.path}: camera {v.camera!r} is not in store.toml [[cameras]]")
         self.detector = detector
-        self.gate = gate if gate is not None else (MotionGate.from_settings(settings) if settings.motion_gate else None)
+        use_gate = settings.motion_gate if gating is None else gating
+        self.gate = MotionGate.from_settings(settings) if use_gate else None
         self.frames = 0
         self.detector_calls = 0
         self.skipped = 0
@@ -104,13 +105,15 @@ class DetectionRun:
         return Detections(t, camera, boxes)
 
 
-def detections_from_video(config: StoreConfig, videos: Sequence[CameraVideo], detector: Detector) -> DetectionRun:
+def detections_from_video(
+    config: StoreConfig, videos: Sequence[CameraVideo], detector: Detector, *, gating: bool | None = None
+) -> DetectionRun:
     """Run the detector over recorded camera videos; yields `Detections` in time order.
 
-    Motion gating follows the config's `[vision]` settings; the returned iterator's
-    `detector_calls` and `skipped` say how many detector runs it saved.
+    Motion gating follows the config's `[vision] motion_gate` unless `gating` says otherwise;
+    the returned iterator's `detector_calls` and `skipped` say how many detector runs it saved.
     """
-    return DetectionRun(config, videos, detector)
+    return DetectionRun(config, videos, detector, gating)
 
 
 def time_steps(frames: Iterable[Detections], step_s: float = STEP_S) -> Iterator[list[Detections]]:
