@@ -37,7 +37,8 @@ Image = npt.NDArray[Any]
 
 CEILING_M = 2.9
 IMAGE_SIZE = (640, 384)
-HFOV_DEG = 90.0
+HFOV_DEG = 100.0
+NEAREST_FLOOR_M = 0.3
 WALL_INSET_M = 0.25
 NEAR_M = 0.05
 PETS_VIDEO = Path(__file__).resolve().parents[3] / "shared" / "data" / "pets09-s2l1" / "vtest.avi"
@@ -150,9 +151,10 @@ def camera_rig(floor_size: tuple[float, float], n: int = 2) -> list[dict[str, An
     """`[[cameras]]` tables for `n` angled ceiling cameras covering a floor of `floor_size` metres.
 
     Cameras hang just under a 2.9 m ceiling, just inside the walls, spread around the room
-    starting at the middle of the front wall (y = 0, where shops put their door), each aimed past
-    the middle of the room so that together they see every part of the floor from two sides.
-    Lenses are 90 degrees wide, pictures 640x384.
+    starting at the middle of the front wall (y = 0, where shops put their door), each facing the
+    middle of the room and tilted so that the bottom of its picture meets the floor 0.3 m in front
+    of it: together they see the whole floor, the door included, from two sides. Lenses are 100
+    degrees wide, pictures 640x384.
     """
     sx, sy = floor_size
     if sx <= 0 or sy <= 0:
@@ -178,10 +180,16 @@ def rig_camera(floor_size: tuple[float, float], index: int, n: int) -> Pinhole:
         pos = (i, sy - (s - 2 * sx - sy))
     px = min(max(pos[0], i), sx - i)
     py = min(max(pos[1], i), sy - i)
-    centre = np.array([sx / 2, sy / 2])
-    here = np.array([px, py])
-    target = centre + 0.25 * (centre - here)
-    return Pinhole.looking_at((px, py, CEILING_M - 0.1), target)
+    height = CEILING_M - 0.1
+    heading = np.array([sx / 2 - px, sy / 2 - py])
+    heading /= np.linalg.norm(heading)
+    # Tilt down until the bottom of the picture meets the floor just in front of the wall, so the
+    # camera over the door sees people come in; the top of the picture then reaches across the room.
+    w, h = IMAGE_SIZE
+    half_vfov = math.atan((h / 2) / ((w / 2) / math.tan(math.radians(HFOV_DEG) / 2)))
+    tilt = math.atan2(height, NEAREST_FLOOR_M) - half_vfov
+    ahead = np.array([*(heading * math.cos(tilt)), -math.sin(tilt)])
+    return Pinhole.looking_at((px, py, height), np.array([px, py, height]) + ahead)
 
 
 # --- pedestrians cut out of real footage ------------------------------------------------------------

@@ -1,16 +1,18 @@
 """Track life cycle and staged association, shared by the floor tracker and the image tracker.
 
 Each step matches sightings to tracks in stages, each an optimal assignment (scipy's
-`linear_sum_assignment`): sure sightings to tracks seen lately, then weak sightings (boxes the
-detector was unsure of, often a half-hidden person) to the tracks still unmatched, as ByteTrack
-does; then sure sightings to tracks lost for longer, searched for farther the longer they were
-lost (weak sightings never revive a lost track: a half-seen box near a hidden person is as
-often the person walking past them). This is where the shop's
-priors act: a person who vanished inside the shop is still inside, so a lost track waits to be
-found again instead of being replaced by a new one. Where a track may be found, how sure a new one must be
-before it counts, and when a lost one is forgotten are questions the `TrackSpace` answers.
-"""
+`linear_sum_assignment`): sure sightings to the tracks seen lately, confirmed or still
+tentative (so a new track competes fairly with an old one for the person it follows); then weak
+sightings (boxes the detector was unsure of, often a half-hidden person) to the confirmed tracks
+still unmatched, as ByteTrack does; then sure sightings to tracks lost for longer, searched for
+farther the longer they were lost. Weak sightings never revive a lost track: a half-seen box near
+a hidden person is as often someone walking past them.
 
+This is where the shop's priors act: a person who vanished inside the shop is still inside, so a
+lost track waits to be found again instead of being replaced by a new one. Where a track may be
+found, how sure a new one must be before it counts, and when a lost one is forgotten are
+questions the `TrackSpace` answers.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -111,8 +113,8 @@ class TrackBook:
 
     Args:
         space: geometry and priors (see `TrackSpace`).
-        recent_s: a confirmed track unseen for at most this long is matched in the first two
-            stages with the tight cost; after that it counts as lost.
+        recent_s: a track unseen for at most this long is matched in the first stages with the
+            tight cost; after that a confirmed track counts as lost and a tentative one ends.
         confirm_at_start: tracks born on the very first step count at once (people already in
             view when tracking starts).
     """
@@ -134,15 +136,13 @@ class TrackBook:
             tr.at = t
         high = [i for i in range(len(z)) if score[i] >= score_high]
         low = [i for i in range(len(z)) if score[i] < score_high]
-        recent = [tr for tr in self.tracks if tr.confirmed and tr.lost_for(t) <= self.recent_s]
+        recent = [tr for tr in self.tracks if tr.lost_for(t) <= self.recent_s]
         lost = [tr for tr in self.tracks if tr.confirmed and tr.lost_for(t) > self.recent_s]
-        tentative = [tr for tr in self.tracks if not tr.confirmed]
 
         matches: list[Match] = []
         high, recent = self._stage(recent, high, z, r, t, False, matches)
-        _, recent = self._stage(recent, low, z, r, t, False, matches)
+        _, recent = self._stage([tr for tr in recent if tr.confirmed], low, z, r, t, False, matches)
         high, _ = self._stage(lost, high, z, r, t, True, matches)
-        high, tentative = self._stage(tentative, high, z, r, t, False, matches)
 
         for m in matches:
             tr = m.track
