@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -21,11 +21,11 @@ from appliance.cli import CliError
 from appliance.config import ConfigError, load_config
 from appliance.config.model import VisionSettings
 from appliance.vision.calibration import CalibrationError, fit_homography
-from appliance.vision.detector import DetectorError, OnnxDetector
-from appliance.vision.models import ModelError, model_file
 from appliance.vision.scoring import PETS_UNANNOTATED, MotFileError, format_mot, read_mot, score_tracks
 from appliance.vision.tracker import ImageTracker
-from appliance.vision.workers import WorkerPlan, plan_groups, run_worker
+
+if TYPE_CHECKING:
+    from appliance.vision.detector import OnnxDetector
 
 REPO = Path(__file__).resolve().parents[2]
 PETS = REPO.parent / "shared" / "data" / "pets09-s2l1"
@@ -90,6 +90,9 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _detector(input_size: tuple[int, int] | None = None) -> OnnxDetector:
+    from appliance.vision.detector import DetectorError, OnnxDetector  # onnx loads only when needed
+    from appliance.vision.models import ModelError
+
     settings = VisionSettings() if input_size is None else VisionSettings(input_size=input_size)
     try:
         return OnnxDetector.from_settings(settings)
@@ -171,6 +174,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from appliance.vision.workers import WorkerPlan, plan_groups, run_worker
+
     try:
         config = load_config(args.config)
         groups = plan_groups(config)
@@ -213,6 +218,8 @@ def bench_vision(args: argparse.Namespace) -> int:
     from appliance.sim.cameras import example_store, example_walks, pedestrians, render
     from appliance.sim.recording import read_recording
     from appliance.vision.benchmark import bare_speed, detect_video, pipeline_speed, video_frames
+    from appliance.vision.detector import OnnxDetector
+    from appliance.vision.models import model_file
     from appliance.vision.pipeline import detections_from_video, tracks_from_detections
     from appliance.vision.quantize import quantize_detector
     from appliance.vision.scoring import score_tracks as score

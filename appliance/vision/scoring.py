@@ -91,7 +91,8 @@ def _distances(gt: FloatArray, hyp: FloatArray) -> FloatArray:
     return d
 
 
-def _inside(polygon: Sequence[tuple[float, float]], points: FloatArray) -> FloatArray:
+def in_region(polygon: Sequence[tuple[float, float]], points: FloatArray) -> FloatArray:
+    """Which points (n, 2) lie inside or on the polygon."""
     contour = np.asarray(polygon, dtype=np.float32).reshape(-1, 1, 2)
     return np.array([cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0 for x, y in points], dtype=bool)
 
@@ -121,7 +122,7 @@ def score_tracks(
             h = h[~np.any(np.isfinite(_distances(dont_care, h)), axis=0)]
         if ignore is not None and len(h):
             unmatched = ~np.any(np.isfinite(_distances(g, h)), axis=0) if len(g) else np.ones(len(h), dtype=bool)
-            h = h[~(unmatched & _inside(ignore, foot_points(h[:, 2:6])))]
+            h = h[~(unmatched & in_region(ignore, foot_points(h[:, 2:6])))]
         acc.update(g[:, 1].astype(np.int64), h[:, 1].astype(np.int64), _distances(g, h) if len(g) and len(h)
                    else np.empty((len(g), len(h))))
     names = ["mota", "idf1", "num_switches", "precision", "recall", "num_false_positives", "num_misses",
