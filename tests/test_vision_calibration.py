@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from appliance.sim.cameras import rig_camera
-from appliance.vision.calibration import CalibrationError, CameraView, fit_homography, to_floor, to_image
+from appliance.vision.calibration import CalibrationError, CameraView, Pinhole, fit_homography, to_floor, to_image
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +64,21 @@ def test_a_far_person_is_placed_less_surely_in_depth_than_a_near_one(camera):
     assert xy == pytest.approx(np.array([[4.0, 2.0], [4.0, 5.5]]), abs=1e-6)  # feet = bottom centre
     # The camera looks along +y: a box's bottom edge jitters over more floor the farther away it is.
     assert cov[1][1, 1] > 2 * cov[0][1, 1]
+
+
+@pytest.mark.parametrize("xy", [(4.0, 3.0), (3.0, 4.0), (5.0, 2.0)])
+def test_a_shopper_whose_legs_a_shelf_hides_is_placed_from_the_head(camera, xy):
+    """Regression: the bottom edge of a legs-hidden box is the shelf's top, which projected to the
+    floor put the shopper metres behind the shelf and started a second track there."""
+    view = CameraView("cam1", camera.size, camera.image_to_floor(), Pinhole.from_homography(
+        camera.image_to_floor(), camera.size))
+    (feet, head), _ = camera.project(np.array([[*xy, 0.0], [*xy, 1.7]]))
+    h = feet[1] - head[1]
+    whole = [feet[0] - 0.2 * h, head[1], 0.4 * h, h, 0.9]
+    upper_half = [feet[0] - 0.2 * h, head[1], 0.4 * h, 0.5 * h, 0.9]
+    placed, cov = view.positions(np.array([whole, upper_half]))
+    assert placed[0] == pytest.approx(np.array(xy), abs=1e-6)  # a whole person: by the feet
+    assert np.hypot(*(placed[1] - xy)) < 0.25  # legs hidden: by the head, not far behind the shelf
+    feet_only = CameraView("cam1", camera.size, camera.image_to_floor()).positions(np.array([upper_half]))[0]
+    assert np.hypot(*(feet_only[0] - xy)) > 1.0  # what the bottom edge alone would have said
+    assert np.linalg.det(cov[1]) > np.linalg.det(cov[0])

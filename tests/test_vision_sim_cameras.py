@@ -11,7 +11,6 @@ import tomli_w
 
 from appliance.config import parse_config
 from appliance.sim.cameras import (
-    Pinhole,
     RenderError,
     camera_rig,
     example_store,
@@ -21,7 +20,7 @@ from appliance.sim.cameras import (
 )
 from appliance.sim.recording import read_recording
 from appliance.sim.world import PersonPath
-from appliance.vision.calibration import to_floor
+from appliance.vision.calibration import Pinhole, to_floor
 
 
 @pytest.mark.parametrize(("size", "n"), [((8.0, 6.0), 2), ((12.0, 5.0), 3), ((4.0, 4.0), 1), ((20.0, 10.0), 6)])

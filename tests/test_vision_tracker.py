@@ -10,8 +10,9 @@ import pytest
 from appliance.config import parse_config
 from appliance.config.model import StoreConfig
 from appliance.events import Detections, TrackPoint
-from appliance.sim.cameras import Pinhole, example_store, rig_camera
+from appliance.sim.cameras import example_store, rig_camera
 from appliance.vision.association import assign
+from appliance.vision.calibration import Pinhole
 from appliance.vision.motion import Motion
 from appliance.vision.tracker import FloorTracker, ImageTracker, fuse_sightings, segment_distance
 

@@ -28,6 +28,7 @@ from appliance.config import ConfigError, StoreConfig, load_config
 from appliance.events import FloatArray
 from appliance.sim.world import PersonPath
 from appliance.vision.boxes import iou_matrix
+from appliance.vision.calibration import NEAR_M, Pinhole
 from appliance.vision.detector import Detector, OnnxDetector
 from appliance.vision.tracker import ImageRules, ImageTracker
 
@@ -40,7 +41,6 @@ IMAGE_SIZE = (640, 384)
 HFOV_DEG = 100.0
 NEAREST_FLOOR_M = 0.3
 WALL_INSET_M = 0.25
-NEAR_M = 0.05
 PETS_VIDEO = Path(__file__).resolve().parents[3] / "shared" / "data" / "pets09-s2l1" / "vtest.avi"
 
 
@@ -51,100 +51,13 @@ class RenderError(RuntimeError):
 # --- the camera model --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Pinhole:
-    """A pinhole camera: intrinsics `k`, rotation `r` (world -> camera: x right, y down, z ahead)
-    and position `c` in the floor frame (metres, z up from the floor)."""
-
-    size: tuple[int, int]
-    k: FloatArray
-    r: FloatArray
-    c: FloatArray
-
-    @classmethod
-    def looking_at(
-        cls, position: Sequence[float], target: Sequence[float], size: tuple[int, int] = IMAGE_SIZE,
-        hfov_deg: float = HFOV_DEG,
-    ) -> Pinhole:
-        """A level (no roll) camera at `position` aimed at the floor point or 3-d point `target`."""
-        c = np.asarray(position, dtype=np.float64)
-        tgt = np.asarray(target, dtype=np.float64)
-        if tgt.shape == (2,):
-            tgt = np.append(tgt, 0.0)
-        ahead = tgt - c
-        ahead /= np.linalg.norm(ahead)
-        right = np.cross(ahead, [0.0, 0.0, 1.0])
-        if np.linalg.norm(right) < 1e-6:
-            raise ValueError("a camera looking straight down needs a heading; aim it at an angle")
-        right /= np.linalg.norm(right)
-        down = np.cross(ahead, right)
-        w, h = size
-        f = (w / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
-        k = np.array([[f, 0.0, w / 2.0], [0.0, f, h / 2.0], [0.0, 0.0, 1.0]])
-        return cls(size, k, np.stack([right, down, ahead]), c)
-
-    @classmethod
-    def from_homography(cls, image_to_floor: FloatArray, size: tuple[int, int]) -> Pinhole:
-        """Recover the camera from its floor homography, assuming square pixels and a centred
-        principal point (true of `camera_rig`'s cameras and of most real ones).
-
-        The floor -> image homography is K [r1 r2 t] up to scale; the two rotation columns being
-        orthogonal and of equal length fixes the focal length, then the pose follows.
-        """
-        h_fi = np.linalg.inv(np.asarray(image_to_floor, dtype=np.float64))
-        w, hgt = size
-        shift = np.array([[1.0, 0.0, -w / 2.0], [0.0, 1.0, -hgt / 2.0], [0.0, 0.0, 1.0]])
-        a = shift @ h_fi
-        a1, a2 = a[:, 0], a[:, 1]
-        estimates = []
-        den = a1[2] * a2[2]
-        if abs(den) > 1e-12:
-            estimates.append((-(a1[0] * a2[0] + a1[1] * a2[1]) / den, abs(den)))
-        den = a2[2] ** 2 - a1[2] ** 2
-        if abs(den) > 1e-12:
-            estimates.append(((a1[0] ** 2 + a1[1] ** 2 - a2[0] ** 2 - a2[1] ** 2) / den, abs(den)))
-        good = [(f2, wt) for f2, wt in estimates if f2 > 0]
-        if not good:
-            raise ValueError("this homography fits no angled pinhole camera (is it looking straight down?)")
-        f = math.sqrt(max(good, key=lambda e: e[1])[0])
-        k = np.array([[f, 0.0, w / 2.0], [0.0, f, hgt / 2.0], [0.0, 0.0, 1.0]])
-        m = np.linalg.inv(k) @ h_fi
-        scale = 1.0 / np.linalg.norm(m[:, 0])
-        for sign in (1.0, -1.0):
-            r1, r2, t = sign * scale * m[:, 0], sign * scale * m[:, 1], sign * scale * m[:, 2]
-            r = np.stack([r1, r2, np.cross(r1, r2)], axis=1)
-            u, _, vt = np.linalg.svd(r)
-            r = u @ vt
-            c = -r.T @ t
-            if c[2] > 0:
-                return cls(size, k, r, c)
-        raise ValueError("this homography puts the camera below the floor")
-
-    def to_camera(self, points: FloatArray) -> FloatArray:
-        """World points (n, 3) in camera coordinates (n, 3); z is the depth ahead of the camera."""
-        return (np.asarray(points, dtype=np.float64).reshape(-1, 3) - self.c) @ self.r.T
-
-    def project(self, points: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Pixels (n, 2) and depths (n,) of world points; pixels of points behind the camera are NaN."""
-        cam = self.to_camera(points)
-        z = cam[:, 2]
-        uv = (cam @ self.k.T)[:, :2] / np.where(z > NEAR_M, z, np.nan)[:, None]
-        return uv, z
-
-    def floor_to_image(self) -> FloatArray:
-        m = self.k @ np.c_[self.r[:, 0], self.r[:, 1], -self.r @ self.c]
-        return m / m[2, 2]
-
-    def image_to_floor(self) -> FloatArray:
-        m = np.linalg.inv(self.floor_to_image())
-        return m / m[2, 2]
-
-    def camera_table(self, camera_id: str) -> dict[str, Any]:
-        return {
-            "id": camera_id,
-            "size": list(self.size),
-            "image_to_floor": [[float(f"{v:.10g}") for v in row] for row in self.image_to_floor()],
-        }
+def camera_table(camera: Pinhole, camera_id: str) -> dict[str, Any]:
+    """The camera's `[[cameras]]` table for store.toml."""
+    return {
+        "id": camera_id,
+        "size": list(camera.size),
+        "image_to_floor": [[float(f"{v:.10g}") for v in row] for row in camera.image_to_floor()],
+    }
 
 
 def camera_rig(floor_size: tuple[float, float], n: int = 2) -> list[dict[str, Any]]:
@@ -161,7 +74,7 @@ def camera_rig(floor_size: tuple[float, float], n: int = 2) -> list[dict[str, An
         raise ValueError(f"floor size must be positive, got {floor_size}")
     if not 1 <= n <= 16:
         raise ValueError(f"n must be 1-16 cameras, got {n}")
-    return [rig_camera(floor_size, i, n).camera_table(f"cam{i + 1}") for i in range(n)]
+    return [camera_table(rig_camera(floor_size, i, n), f"cam{i + 1}") for i in range(n)]
 
 
 def rig_camera(floor_size: tuple[float, float], index: int, n: int) -> Pinhole:
@@ -189,7 +102,7 @@ def rig_camera(floor_size: tuple[float, float], index: int, n: int) -> Pinhole:
     half_vfov = math.atan((h / 2) / ((w / 2) / math.tan(math.radians(HFOV_DEG) / 2)))
     tilt = math.atan2(height, NEAREST_FLOOR_M) - half_vfov
     ahead = np.array([*(heading * math.cos(tilt)), -math.sin(tilt)])
-    return Pinhole.looking_at((px, py, height), np.array([px, py, height]) + ahead)
+    return Pinhole.looking_at((px, py, height), np.array([px, py, height]) + ahead, IMAGE_SIZE, HFOV_DEG)
 
 
 # --- pedestrians cut out of real footage ------------------------------------------------------------
@@ -480,10 +393,23 @@ def _shelf_layer(cam: Pinhole, solid: Solid) -> _Placed | None:
         colour = (int(solid.colour[0] * shade), int(solid.colour[1] * shade), int(solid.colour[2] * shade))
         _fill(layer, cam, faces[i], colour, mask)
     front = faces[0]
+    rng = np.random.default_rng(int(solid.corners.sum() * 1000) % (2**32))
+    along = c[1] - c[0]
     for level in np.arange(0.4, solid.height, 0.45):
         band = front.copy()
         band[:, 2] = [level, level, level + 0.05, level + 0.05]
         _fill(layer, cam, band, (60, 60, 70), mask)
+        # Goods on the shelf: packs of a few colours standing on it, just in front of the face.
+        packs = max(2, int(np.linalg.norm(along) / 0.12))
+        for j in range(packs):
+            if rng.random() < 0.2:
+                continue
+            a = c[0] + along * (j + 0.1) / packs
+            b = c[0] + along * (j + 0.9) / packs
+            top = level + 0.05 + rng.uniform(0.12, 0.3)
+            pack = np.array([[*a, level + 0.05], [*b, level + 0.05], [*b, top], [*a, top]])
+            r, g, b_ = (int(v) for v in rng.integers(30, 240, 3))
+            _fill(layer, cam, pack, (r, g, b_), mask)
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return None
@@ -546,89 +472,104 @@ def render(
     times = t0 + np.arange(math.floor((t1 - t0) * fps + 1e-9) + 1) / fps
     rng = np.random.default_rng(seed)
     cast = [walkers[int(i)] for i in rng.integers(0, len(walkers), len(people))]
-    stride_m = 0.35
 
     video_dir = recording_dir / "video"
     video_dir.mkdir(exist_ok=True)
     rows: list[tuple[float, str, FloatArray]] = []
-    in_view = found = boxes_written = 0
-    for table in cameras:
+    in_view = found = 0
+    for index, table in enumerate(cameras):
         camera_id = str(table["id"])
         size = (int(table["size"][0]), int(table["size"][1]))
         cam = Pinhole.from_homography(np.array(table["image_to_floor"], dtype=np.float64), size)
-        background = room_background(cam, config)
-        shelves = [p for p in (_shelf_layer(cam, s) for s in shelving(config)) if p is not None]
+        film = _Film(cam, config, people, cast, noise_sd, seed * 1000 + index)
         writer = cv2.VideoWriter(str(video_dir / f"{camera_id}.avi"), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
         if not writer.isOpened():
             raise RenderError(f"cannot write {video_dir / (camera_id + '.avi')} (no Motion-JPEG encoder)")
-        noise = np.zeros((size[1], size[0], 3), np.int16)
-        cv2.setRNGSeed(seed * 1000 + len(rows))
-        walked = [0.0] * len(people)
-        last_xy: list[tuple[float, float] | None] = [None] * len(people)
         try:
             with (video_dir / f"{camera_id}.csv").open("w", newline="", encoding="utf-8") as times_file:
                 times_file.write("frame,t\n")
                 for k, t in enumerate(times):
-                    frame = background.copy()
-                    owner = np.full((size[1], size[0]), -1, np.int32)
-                    items: list[_Placed] = list(shelves)
-                    truth: dict[int, FloatArray] = {}
-                    for i, person in enumerate(people):
-                        xy = person.at(float(t))
-                        if xy is None:
-                            last_xy[i] = None
-                            continue
-                        prev = last_xy[i]
-                        step = math.dist(xy, prev) if prev is not None else 0.0
-                        walked[i] += step
-                        last_xy[i] = xy
-                        (feet, head), depth = cam.project(np.array([[*xy, 0.0], [*xy, person.height_m]]))
-                        if not np.all(np.isfinite(feet)) or not np.all(np.isfinite(head)) or depth[0] <= NEAR_M:
-                            continue
-                        height_px = float(feet[1] - head[1])
-                        if height_px < 8:
-                            continue
-                        ahead = cam.project(np.array([[xy[0] + 0.1 * (xy[0] - (prev or xy)[0]),
-                                                       xy[1] + 0.1 * (xy[1] - (prev or xy)[1]), 0.0]]))[0][0]
-                        moving_right = bool(np.isfinite(ahead[0]) and ahead[0] >= feet[0])
-                        image, alpha = _sprite_for(cast[i], walked[i], stride_m,
-                                                   moving_right != (cast[i].heading > 0), height_px)
-                        left = round(feet[0] - image.shape[1] / 2)
-                        top = round(feet[1] - image.shape[0])
-                        items.append(_Placed(float(depth[0]), image, alpha, left, top, i))
-                        truth[i] = np.array([left, top, image.shape[1], image.shape[0]], dtype=np.float64)
-                    items.sort(key=lambda it: -it.depth)
-                    for index, item in enumerate(items):
-                        _composite(frame, owner, item, index)
-                    if noise_sd > 0:
-                        cv2.randn(noise, 0.0, noise_sd)  # type: ignore[call-overload]
-                        frame = cv2.add(frame, noise, dtype=cv2.CV_8U)
+                    frame, people_in_view = film.shoot(float(t))
                     boxes = np.asarray(det.detect(frame), dtype=np.float64).reshape(-1, 5)
                     writer.write(frame)
                     times_file.write(f"{k},{t:.4f}\n")
                     rows.append((float(t), camera_id, boxes))
-                    boxes_written += len(boxes)
-                    for index, item in enumerate(items):
-                        if item.person < 0 or item.person not in truth:
-                            continue
-                        box = truth[item.person]
-                        whole = (box[0] >= 0 and box[1] >= 0 and box[0] + box[2] <= size[0]
-                                 and box[1] + box[3] <= size[1])
-                        drawn = float(np.count_nonzero(item.alpha > 0.5))
-                        visible = float(np.count_nonzero(owner == index))
-                        if not whole or drawn == 0 or visible / drawn < 0.6:
-                            continue
-                        in_view += 1
-                        sure = boxes[boxes[:, 4] >= 0.3]
-                        if len(sure) and iou_matrix(box[None, :], sure).max() >= 0.5:
-                            found += 1
+                    sure = boxes[boxes[:, 4] >= 0.3]
+                    in_view += len(people_in_view)
+                    if len(sure) and len(people_in_view):
+                        found += int(np.count_nonzero(iou_matrix(people_in_view, sure).max(axis=1) >= 0.5))
         finally:
             writer.release()
     _write_detections(recording_dir / "detections.csv", rows)
-    stats = RenderStats(len(cameras), len(times), float(t1 - t0), in_view, found, boxes_written)
+    stats = RenderStats(len(cameras), len(times), float(t1 - t0), in_view, found, sum(len(r[2]) for r in rows))
     logger.info("rendered %s camera(s) x %s frames; detector found %s of %s people in view", stats.cameras,
                 stats.frames, stats.found, stats.people_in_view)
     return stats
+
+
+class _Film:
+    """One camera filming the scene: the empty room once, then each frame's people in depth order."""
+
+    STRIDE_M = 0.35  # walking distance per cut-out of a walker's cycle
+
+    def __init__(self, cam: Pinhole, config: StoreConfig, people: Sequence[PersonPath], cast: Sequence[Walker],
+                 noise_sd: float, seed: int) -> None:
+        self.cam = cam
+        self.people = people
+        self.cast = cast
+        self.noise_sd = noise_sd
+        self.background = room_background(cam, config)
+        self.shelves = [p for p in (_shelf_layer(cam, s) for s in shelving(config)) if p is not None]
+        self.noise = np.zeros((cam.size[1], cam.size[0], 3), np.int16)
+        cv2.setRNGSeed(seed)
+        self.walked = [0.0] * len(people)
+        self.last: list[tuple[float, float] | None] = [None] * len(people)
+        self.facing_right = [True] * len(people)
+
+    def _place(self, i: int, t: float) -> _Placed | None:
+        """Person i's cut-out at time t, placed by the camera geometry; None when not in the picture."""
+        xy = self.people[i].at(t)
+        prev = self.last[i]
+        self.last[i] = xy
+        if xy is None:
+            return None
+        self.walked[i] += math.dist(xy, prev) if prev is not None else 0.0
+        (feet, head), depth = self.cam.project(np.array([[*xy, 0.0], [*xy, self.people[i].height_m]]))
+        if not (np.all(np.isfinite(feet)) and np.all(np.isfinite(head))) or feet[1] - head[1] < 8:
+            return None
+        if prev is not None and prev != xy:
+            before = self.cam.project(np.array([[*prev, 0.0]]))[0][0]
+            if np.isfinite(before[0]) and abs(feet[0] - before[0]) > 0.5:
+                self.facing_right[i] = bool(feet[0] > before[0])
+        walker = self.cast[i]
+        image, alpha = _sprite_for(walker, self.walked[i], self.STRIDE_M,
+                                   self.facing_right[i] != (walker.heading > 0), float(feet[1] - head[1]))
+        return _Placed(float(depth[0]), image, alpha, round(feet[0] - image.shape[1] / 2),
+                       round(feet[1] - image.shape[0]), i)
+
+    def shoot(self, t: float) -> tuple[Image, FloatArray]:
+        """The frame at time t, and the boxes (n, 4) of the people fully in the picture and at least
+        60% visible (not behind a shelf or someone else)."""
+        w, h = self.cam.size
+        frame = self.background.copy()
+        owner = np.full((h, w), -1, np.int32)
+        placed = [p for p in (self._place(i, t) for i in range(len(self.people))) if p is not None]
+        items = sorted([*self.shelves, *placed], key=lambda it: -it.depth)
+        for index, item in enumerate(items):
+            _composite(frame, owner, item, index)
+        if self.noise_sd > 0:
+            cv2.randn(self.noise, 0.0, self.noise_sd)  # type: ignore[call-overload]
+            frame = cv2.add(frame, self.noise, dtype=cv2.CV_8U)
+        seen = []
+        for index, item in enumerate(items):
+            if item.person < 0:
+                continue
+            ih, iw = item.alpha.shape
+            whole = item.left >= 0 and item.top >= 0 and item.left + iw <= w and item.top + ih <= h
+            drawn = np.count_nonzero(item.alpha > 0.5)
+            if whole and drawn and np.count_nonzero(owner == index) >= 0.6 * drawn:
+                seen.append([item.left, item.top, iw, ih])
+        return frame, np.array(seen, dtype=np.float64).reshape(-1, 4)
 
 
 # --- a small scene for camera tests and benchmarks ---------------------------------------------------

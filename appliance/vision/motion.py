@@ -93,11 +93,3 @@ class Motion:
         a = np.eye(2 * d) - k @ h
         p = a @ self.p @ a.T + k @ r @ k.T
         return Motion(x, (p + p.T) / 2.0)
-
-    def distance(self, z: FloatArray, r: FloatArray) -> tuple[float, float]:
-        """Squared Mahalanobis distance of `z` from the predicted position, and log det of the innovation."""
-        d = self.dims
-        s = self.p[:d, :d] + r
-        e = z - self.x[:d]
-        sign, logdet = np.linalg.slogdet(s)
-        return float(e @ np.linalg.solve(s, e)), float(logdet if sign > 0 else np.inf)

@@ -49,11 +49,12 @@ class _FloorSpace:
             away = np.array([tr.lost_for(t) for tr in tracks])[:, None]
             reach = np.minimum(self.s.gate_m + self.s.walk_speed_mps * away, self.diagonal)
             return np.where(dist <= reach, dist / self.diagonal, np.inf)
-        cost = np.empty(dist.shape)
-        for i, tr in enumerate(tracks):
-            for j in range(len(z)):
-                cost[i, j] = tr.motion.distance(z[j], r[j])[0] / CHI2_2D_99
-        return np.where(dist <= self.s.gate_m, cost, np.inf)
+        # Squared Mahalanobis distance of every sighting from every track's prediction.
+        cov = np.array([tr.motion.position_cov for tr in tracks])
+        innovation = cov[:, None, :, :] + r[None, :, :, :]
+        error = z[None, :, :] - pos[:, None, :]
+        d2 = np.einsum("kni,kni->kn", error, np.linalg.solve(innovation, error[..., None])[..., 0])
+        return np.where(dist <= self.s.gate_m, d2 / CHI2_2D_99, np.inf)
 
     def accel_sd(self, track: Track) -> FloatArray:
         return np.array([1.0, 1.0])
@@ -177,14 +178,13 @@ class FloorTracker:
         position, those hidden inside the shop at the place they were last seen.
         """
         seen = self.sightings(frames)
-        matches = self._book.step(t, seen.xy, seen.cov, seen.score, self.settings.score_high)
+        self._book.step(t, seen.xy, seen.cov, seen.score, self.settings.score_high)
         out = []
         for tr in self._book.tracks:
             if not tr.confirmed or (tr.seen != t and self._space.leaving(tr)):
                 continue
             x, y = tr.motion.position
             out.append(TrackPoint(t, f"t{tr.number}", float(x), float(y)))
-        del matches
         return out
 
     @property

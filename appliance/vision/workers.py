@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
@@ -515,14 +515,3 @@ class DetectionFeed:
             self._client.disconnect()
             self._client.loop_stop()
             self._client = None
-
-
-def detections_payloads(frames: Sequence[Detections], sizes: Mapping[str, tuple[int, int]]) -> list[tuple[str, bytes]]:
-    """(topic camera, message) pairs for frames, numbered per camera: for tests and tools that
-    replay boxes onto a broker."""
-    seq: Counter[str] = Counter()
-    out = []
-    for d in frames:
-        out.append((d.camera, encode_detections(d, seq[d.camera], sizes[d.camera])))
-        seq[d.camera] += 1
-    return out
