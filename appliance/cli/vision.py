@@ -222,6 +222,7 @@ def bench_vision(args: argparse.Namespace) -> int:
     from appliance.vision.models import model_file
     from appliance.vision.pipeline import detections_from_video, tracks_from_detections
     from appliance.vision.quantize import quantize_detector
+    from appliance.vision.scoring import score_positions
     from appliance.vision.scoring import score_tracks as score
 
     cv2.setNumThreads(1)
@@ -287,17 +288,34 @@ def bench_vision(args: argparse.Namespace) -> int:
             _say(f"      int8 is {100 * (speed['int8'].per_core / speed['float'].per_core - 1):+.0f}% faster and "
                  f"loses {drop:.1f} recall points: {'KEEP' if keep else 'NOT KEPT'} (rule: keep within 2 points)")
 
-        _say("[4/4] motion gating on the simulated footage (same frames, tracks compared)")
-        gated = detections_from_video(config, videos, detector, gating=True)
-        gated_tracks = list(tracks_from_detections(config, gated))
-        plain = detections_from_video(config, videos, detector, gating=False)
-        plain_tracks = list(tracks_from_detections(config, plain))
-        _say(f"      {gated.frames} frames: detector ran {gated.detector_calls} times, skipped {gated.skipped} "
-             f"unchanged frames ({100 * gated.skipped / max(1, gated.frames):.1f}% of detector calls saved); "
-             f"tracks: {len({p.track for p in gated_tracks})} with gating, "
-             f"{len({p.track for p in plain_tracks})} without")
+        _say("[4/4] motion gating on the simulated footage, and floor tracking accuracy against the true paths "
+             "(a track point within 0.5 m of a shopper matches)")
+        for gating in (False, True):
+            run = detections_from_video(config, videos, detector, gating=gating)
+            frames_seen = list(run)
+            points = list(tracks_from_detections(config, frames_seen))
+            label = "gated  " if gating else "ungated"
+            _say(f"      {label}: {run.frames} frames, detector ran {run.detector_calls} times, skipped {run.skipped} "
+                 f"unchanged ({100 * run.skipped / max(1, run.frames):.1f}% of calls saved); floor "
+                 f"{score_positions(_truth_at(walks, {d.t for d in frames_seen}), _rows(points)).line()}")
         _say(f"      pipeline/bare ratios: {', '.join(f'{100 * r:.1f}%' for r in ratios)}")
     return 0
+
+
+def _rows(points: list[Any]) -> np.ndarray:
+    """Track points as (t, id, x, y) rows (ids are t1, t2, ...)."""
+    return np.array([[p.t, int(p.track.lstrip("t")), p.x, p.y] for p in points], dtype=np.float64).reshape(-1, 4)
+
+
+def _truth_at(walks: list[Any], times: set[float]) -> np.ndarray:
+    """The shoppers' true positions at the frame times, as (t, person, x, y) rows."""
+    rows = []
+    for t in sorted(times):
+        for i, walk in enumerate(walks):
+            xy = walk.at(t)
+            if xy is not None:
+                rows.append([t, i, xy[0], xy[1]])
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
 
 def bench_tracking(args: argparse.Namespace) -> int:
