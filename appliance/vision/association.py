@@ -96,7 +96,8 @@ class TrackSpace(Protocol):
         ...
 
     def held(self, track: Track, t: float) -> FloatArray:
-        """Which dimensions of an unseen track stop moving (booleans, one per dimension)."""
+        """Which dimensions have no velocity when predicting to `t` (booleans, one per dimension):
+        a person unseen for a while has stopped; some dimensions may never move on their own."""
         ...
 
 
@@ -130,9 +131,7 @@ class TrackBook:
     def step(self, t: float, z: FloatArray, r: FloatArray, score: FloatArray, score_high: float) -> list[Match]:
         """Advance to time `t` with sightings `z` (n, d), covariances `r` (n, d, d) and scores (n,)."""
         for tr in self.tracks:
-            if tr.lost_for(t) > 0:
-                tr.motion = tr.motion.stopped(self.space.held(tr, t))
-            tr.motion = tr.motion.predicted(t - tr.at, self.space.accel_sd(tr))
+            tr.motion = tr.motion.stopped(self.space.held(tr, t)).predicted(t - tr.at, self.space.accel_sd(tr))
             tr.at = t
         high = [i for i in range(len(z)) if score[i] >= score_high]
         low = [i for i in range(len(z)) if score[i] < score_high]

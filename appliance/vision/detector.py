@@ -10,6 +10,7 @@ which lets a 16:9 camera use 640x384 without wasting half the input on padding.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -124,11 +125,13 @@ class Letterbox:
         if (nh, nw) != self._filled:
             self.canvas[:] = PAD_VALUE
             self._filled = (nh, nw)
-        if (nh, nw) == (fh, fw):
-            self.canvas[:nh, :nw] = frame
+        if (nh, nw) == (self.height, self.width) == (fh, fw):
+            source = frame  # already the input size: no resize, no padding
         else:
-            self.canvas[:nh, :nw] = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        for c, plane in enumerate(cv2.split(self.canvas)):
+            self.canvas[:nh, :nw] = frame if (nh, nw) == (fh, fw) else cv2.resize(
+                frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
+            source = self.canvas
+        for c, plane in enumerate(cv2.split(source)):
             self.blob[0, c] = plane
         return scale
 
@@ -175,6 +178,7 @@ class OnnxDetector:
         self.nms_iou = nms_iou
         self.letterbox = Letterbox(width, height)
         self.cells, self.strides = grid_for(height, width)
+        self.model_cpu_s = 0.0  # CPU time spent inside session.run, for the benchmarks
         logger.info("detector %s loaded: input %sx%s, %s thread(s)", model.name, width, height, threads)
 
     @classmethod
@@ -185,7 +189,9 @@ class OnnxDetector:
 
     def infer(self, blob: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """The bare model run on a prepared input blob: output rows (n, 85)."""
+        started = time.process_time()
         out = self.session.run(None, {self.input_name: blob})[0]
+        self.model_cpu_s += time.process_time() - started
         return np.asarray(out[0], dtype=np.float32)
 
     def detect(self, frame_bgr: Frame) -> FloatArray:

@@ -65,6 +65,7 @@ class _FloorSpace:
         return hits, np.array([1.0, 1.0])
 
     def held(self, track: Track, t: float) -> FloatArray:
+        # Someone unseen for half a second has more likely stopped (at a shelf) than walked on.
         stop = track.lost_for(t) > 0.5
         return np.array([stop, stop])
 
@@ -281,8 +282,8 @@ class _ImageSpace:
         return self.rules.confirm_hits, np.array([1.0 * h, 1.0 * h, 0.1 * h, 0.1 * h])
 
     def held(self, track: Track, t: float) -> FloatArray:
-        # Size never drifts while unseen (a half-hidden box must not shrink the track away); the
-        # position stops after coast_s.
+        # Box size has no velocity at all, it only follows the boxes (a run of half-hidden boxes
+        # must not shrink a track away); the position stops once the track is unseen for coast_s.
         stop = track.lost_for(t) > self.rules.coast_s
         return np.array([stop, stop, True, True])
 
