@@ -278,3 +278,27 @@ def test_a_camera_that_cannot_be_opened_is_logged_once_and_does_not_stop_the_oth
             assert worker.step() == 0
     assert got == []
     assert sum("camera cam2 lost" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_failing_consumer_does_not_stop_the_feed(make_broker, shop_config):
+    """Regression: an exception in the message callback used to end paho's network loop."""
+    broker = make_broker({"cam1": "vision"})
+    got: list[Detections] = []
+
+    def deliver(d: Detections) -> None:
+        got.append(d)
+        if len(got) == 1:
+            raise RuntimeError("consumer bug")
+
+    feed = DetectionFeed(shop_config, deliver)
+    feed.connect("127.0.0.1", broker.port, "appliance", broker.config.appliance_password)
+    assert feed.wait_subscribed(10)
+    publisher = MqttPublisher("127.0.0.1", broker.port, "test", {"cam1": broker.config.devices["cam1"][1]})
+    try:
+        assert publisher.wait_connected(10)
+        for k in range(3):
+            publisher.send(Detections(time.time(), "cam1", np.array([[k, 1.0, 20.0, 50.0, 0.8]])), (640, 384))
+        assert wait_for(lambda: len(got) == 3, 10)
+    finally:
+        publisher.close()
+        feed.close()

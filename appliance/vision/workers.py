@@ -193,7 +193,11 @@ class LocalSink:
 
 
 def _client(client_id: str) -> mqtt.Client:
-    return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    # A failing callback is logged and the network loop goes on: one bad message must not silence a camera.
+    client.enable_logger(logger)
+    client.suppress_exceptions = True
+    return client
 
 
 class MqttPublisher:
