@@ -217,10 +217,6 @@ class Solid:
     height: float
     colour: tuple[int, int, int]
 
-    @property
-    def centre(self) -> FloatArray:
-        return np.append(self.corners.mean(axis=0), self.height / 2)
-
 
 def shelving(config: StoreConfig) -> list[Solid]:
     """Shelving units behind the store's load-cell plates: one box per gondola side.
@@ -345,7 +341,9 @@ class RenderStats:
 
 @dataclass(slots=True)
 class _Placed:
-    depth: float
+    """Something drawn into a frame: its pixels, coverage, position and per-pixel distance (metres)."""
+
+    depth: FloatArray
     image: Image
     alpha: npt.NDArray[Any]
     left: int
@@ -365,18 +363,23 @@ def _sprite_for(walker: Walker, walked_m: float, stride_m: float, flip: bool, he
     return image, alpha
 
 
-def _composite(frame: Image, owner: npt.NDArray[np.int32], item: _Placed, index: int) -> None:
+def _composite(frame: Image, nearest: FloatArray, owner: npt.NDArray[np.int32], item: _Placed, index: int) -> None:
+    """Draw `item` where it is nearer than what is drawn already (a depth buffer in metres)."""
     h, w = item.alpha.shape
     fh, fw = frame.shape[:2]
     x0, y0 = max(0, item.left), max(0, item.top)
     x1, y1 = min(fw, item.left + w), min(fh, item.top + h)
     if x1 <= x0 or y1 <= y0:
         return
-    a = item.alpha[y0 - item.top : y1 - item.top, x0 - item.left : x1 - item.left, None]
-    src = item.image[y0 - item.top : y1 - item.top, x0 - item.left : x1 - item.left].astype(np.float32)
+    part = (slice(y0 - item.top, y1 - item.top), slice(x0 - item.left, x1 - item.left))
+    front = item.depth[part] < nearest[y0:y1, x0:x1]
+    a = np.where(front, item.alpha[part], 0.0)[..., None]
+    src = item.image[part].astype(np.float32)
     dst = frame[y0:y1, x0:x1].astype(np.float32)
     frame[y0:y1, x0:x1] = (a * src + (1.0 - a) * dst).astype(np.uint8)
-    owner[y0:y1, x0:x1][a[..., 0] > 0.5] = index
+    solid = a[..., 0] > 0.5
+    nearest[y0:y1, x0:x1][solid] = item.depth[part][solid]
+    owner[y0:y1, x0:x1][solid] = index
 
 
 def _shelf_layer(cam: Pinhole, solid: Solid) -> _Placed | None:
@@ -415,8 +418,34 @@ def _shelf_layer(cam: Pinhole, solid: Solid) -> _Placed | None:
         return None
     x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
     alpha = (mask[y0:y1, x0:x1] > 0).astype(np.float32)
-    depth = float(np.linalg.norm(solid.centre - cam.c))
+    vv, uu = np.mgrid[y0:y1, x0:x1]
+    depth = _box_distance(cam, solid, np.stack([uu.ravel(), vv.ravel()], axis=1)).reshape(alpha.shape)
     return _Placed(depth, layer[y0:y1, x0:x1].copy(), alpha, int(x0), int(y0), -1)
+
+
+def _box_distance(cam: Pinhole, solid: Solid, pixels: FloatArray) -> FloatArray:
+    """Distance from the camera to where each pixel's ray first meets the box (inf where it misses)."""
+    c = solid.corners
+    axes = [c[1] - c[0], c[3] - c[0]]
+    lengths = [float(np.linalg.norm(a)) for a in axes]
+    units = [np.append(a / n, 0.0) for a, n in zip(axes, lengths)] + [np.array([0.0, 0.0, 1.0])]
+    rays = np.c_[pixels, np.ones(len(pixels))] @ np.linalg.inv(cam.k).T @ cam.r  # world directions
+    start = cam.c - np.append(c[0], 0.0)
+    near = np.zeros(len(pixels))
+    far = np.full(len(pixels), np.inf)
+    for unit, size in zip(units, [*lengths, solid.height]):
+        o = float(start @ unit)
+        d = rays @ unit
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t1, t2 = (0.0 - o) / d, (size - o) / d
+        parallel = np.abs(d) < 1e-12
+        inside = (o >= 0) & (o <= size)
+        t1 = np.where(parallel, np.where(inside, -np.inf, np.inf), t1)
+        t2 = np.where(parallel, np.where(inside, np.inf, -np.inf), t2)
+        near = np.maximum(near, np.minimum(t1, t2))
+        far = np.minimum(far, np.maximum(t1, t2))
+    hit = far >= near
+    return np.where(hit, near * np.linalg.norm(rays, axis=1), np.inf)
 
 
 def _write_detections(path: Path, rows: list[tuple[float, str, FloatArray]]) -> None:
@@ -534,7 +563,7 @@ class _Film:
         if xy is None:
             return None
         self.walked[i] += math.dist(xy, prev) if prev is not None else 0.0
-        (feet, head), depth = self.cam.project(np.array([[*xy, 0.0], [*xy, self.people[i].height_m]]))
+        (feet, head), _ = self.cam.project(np.array([[*xy, 0.0], [*xy, self.people[i].height_m]]))
         if not (np.all(np.isfinite(feet)) and np.all(np.isfinite(head))) or feet[1] - head[1] < 8:
             return None
         if prev is not None and prev != xy:
@@ -544,7 +573,11 @@ class _Film:
         walker = self.cast[i]
         image, alpha = _sprite_for(walker, self.walked[i], self.STRIDE_M,
                                    self.facing_right[i] != (walker.heading > 0), float(feet[1] - head[1]))
-        return _Placed(float(depth[0]), image, alpha, round(feet[0] - image.shape[1] / 2),
+        # Each row of the cut-out is as far away as the point of the person's axis it shows.
+        to_feet = float(np.linalg.norm(np.array([*xy, 0.0]) - self.cam.c))
+        to_head = float(np.linalg.norm(np.array([*xy, self.people[i].height_m]) - self.cam.c))
+        rows = np.linspace(to_head, to_feet, image.shape[0])[:, None]
+        return _Placed(np.repeat(rows, image.shape[1], axis=1), image, alpha, round(feet[0] - image.shape[1] / 2),
                        round(feet[1] - image.shape[0]), i)
 
     def shoot(self, t: float) -> tuple[Image, FloatArray]:
@@ -553,10 +586,11 @@ class _Film:
         w, h = self.cam.size
         frame = self.background.copy()
         owner = np.full((h, w), -1, np.int32)
+        nearest = np.full((h, w), np.inf)
         placed = [p for p in (self._place(i, t) for i in range(len(self.people))) if p is not None]
-        items = sorted([*self.shelves, *placed], key=lambda it: -it.depth)
+        items = [*self.shelves, *placed]
         for index, item in enumerate(items):
-            _composite(frame, owner, item, index)
+            _composite(frame, nearest, owner, item, index)
         if self.noise_sd > 0:
             cv2.randn(self.noise, 0.0, self.noise_sd)  # type: ignore[call-overload]
             frame = cv2.add(frame, self.noise, dtype=cv2.CV_8U)
