@@ -60,7 +60,8 @@ def test_a_far_person_is_placed_less_surely_in_depth_than_a_near_one(camera):
         (feet, head), _ = camera.project(np.array([[*xy, 0.0], [*xy, 1.7]]))
         h = feet[1] - head[1]
         boxes.append([feet[0] - 0.2 * h, head[1], 0.4 * h, h, 0.9])
-    xy, cov = view.positions(np.array(boxes))
+    placed = view.positions(np.array(boxes))
+    xy, cov = placed.xy, placed.cov
     assert xy == pytest.approx(np.array([[4.0, 2.0], [4.0, 5.5]]), abs=1e-6)  # feet = bottom centre
     # The camera looks along +y: a box's bottom edge jitters over more floor the farther away it is.
     assert cov[1][1, 1] > 2 * cov[0][1, 1]
@@ -76,9 +77,11 @@ def test_a_shopper_whose_legs_a_shelf_hides_is_placed_from_the_head(camera, xy):
     h = feet[1] - head[1]
     whole = [feet[0] - 0.2 * h, head[1], 0.4 * h, h, 0.9]
     upper_half = [feet[0] - 0.2 * h, head[1], 0.4 * h, 0.5 * h, 0.9]
-    placed, cov = view.positions(np.array([whole, upper_half]))
-    assert placed[0] == pytest.approx(np.array(xy), abs=1e-6)  # a whole person: by the feet
-    assert np.hypot(*(placed[1] - xy)) < 0.25  # legs hidden: by the head, not far behind the shelf
-    feet_only = CameraView("cam1", camera.size, camera.image_to_floor()).positions(np.array([upper_half]))[0]
+    placed = view.positions(np.array([whole, upper_half]))
+    assert placed.xy[0] == pytest.approx(np.array(xy), abs=1e-6)  # a whole person: by the feet
+    assert np.hypot(*(placed.xy[1] - xy)) < 0.25  # legs hidden: by the head, not far behind the shelf
+    feet_only = CameraView("cam1", camera.size, camera.image_to_floor()).positions(np.array([upper_half])).xy
     assert np.hypot(*(feet_only[0] - xy)) > 1.0  # what the bottom edge alone would have said
-    assert np.linalg.det(cov[1]) > np.linalg.det(cov[0])
+    assert np.linalg.det(placed.cov[1]) > np.linalg.det(placed.cov[0])
+    # Feet and head rows give the height of a whole person; a hidden one has none.
+    assert placed.stature[0] == pytest.approx(1.7, abs=1e-6) and np.isnan(placed.stature[1])

@@ -12,7 +12,7 @@ from appliance.config.model import StoreConfig
 from appliance.events import Detections, TrackPoint
 from appliance.sim.cameras import example_store, rig_camera
 from appliance.vision.association import assign
-from appliance.vision.calibration import Pinhole
+from appliance.vision.calibration import Pinhole, Placement
 from appliance.vision.motion import Motion
 from appliance.vision.tracker import FloorTracker, ImageTracker, fuse_sightings, segment_distance
 
@@ -145,18 +145,18 @@ def test_detections_from_an_unknown_camera_are_ignored(shop, lenses):
 
 
 def test_fusing_two_cameras_weights_the_surer_one():
-    sure = np.eye(2)[None] * 0.01
-    vague = np.eye(2)[None] * 1.0
-    fused = fuse_sightings([("a", np.array([[1.0, 1.0]]), sure, np.array([0.9])),
-                            ("b", np.array([[1.4, 1.0]]), vague, np.array([0.6]))], fuse_m=0.7)
+    sure = Placement(np.array([[1.0, 1.0]]), np.eye(2)[None] * 0.01, np.array([1.70]))
+    vague = Placement(np.array([[1.4, 1.0]]), np.eye(2)[None] * 1.0, np.array([np.nan]))
+    fused = fuse_sightings([("a", sure, np.array([0.9])), ("b", vague, np.array([0.6]))], fuse_m=0.7)
     assert len(fused.xy) == 1 and fused.cameras == (("a", "b"),)
     assert fused.xy[0, 0] == pytest.approx(1.0 + 0.4 * 0.01 / 1.01)
     assert fused.score[0] == 0.9
+    assert fused.stature[0] == pytest.approx(1.70)  # only one camera saw the feet
 
 
 def test_sightings_of_one_camera_are_never_merged_together():
-    cov = np.stack([np.eye(2) * 0.01] * 2)
-    fused = fuse_sightings([("a", np.array([[1.0, 1.0], [1.2, 1.0]]), cov, np.array([0.9, 0.9]))], fuse_m=0.7)
+    two = Placement(np.array([[1.0, 1.0], [1.2, 1.0]]), np.stack([np.eye(2) * 0.01] * 2), np.full(2, np.nan))
+    fused = fuse_sightings([("a", two, np.array([0.9, 0.9]))], fuse_m=0.7)
     assert len(fused.xy) == 2
 
 
@@ -209,3 +209,31 @@ def test_image_tracker_keeps_a_person_hidden_in_the_middle_but_drops_one_who_lef
     assert seen[5] == {1, 2}
     assert 1 in seen[35]  # found again after being hidden
     assert 2 not in seen[39] and len(seen[39]) == 2  # the newcomer at the edge is someone new
+
+
+def test_two_shoppers_of_different_height_stopping_side_by_side_keep_their_ids(shop, lenses):
+    """Side by side at one shelf and both lost behind it, they are told apart by their height."""
+    tall, short = 1.88, 1.58
+
+    def frames_for(people: list[tuple[tuple[float, float], float]], t: float) -> list[Detections]:
+        out = []
+        for cam_id, cam in lenses.items():
+            rows = [b for b in (box_of(cam, xy, h) for xy, h in people) if b is not None]
+            out.append(Detections(t, cam_id, np.array(rows, dtype=np.float64).reshape(-1, 5)))
+        return out
+
+    a = walk((1.0, 0.8), (3.0, 2.3), 3.0) + [(3.0, 2.3)] * 10 + walk((3.0, 2.3), (5.5, 1.2), 3.0)
+    b = walk((1.6, 0.8), (3.3, 2.3), 3.0) + [(3.3, 2.3)] * 10 + walk((3.3, 2.3), (1.2, 2.0), 3.0)
+    tracker = FloorTracker(shop)
+    owners_a: Counter[str] = Counter()
+    owners_b: Counter[str] = Counter()
+    for k, (pa, pb) in enumerate(zip(a, b)):
+        t = 1000.0 + k / FPS
+        hidden = 15 <= k < 25  # both behind the shelf, unseen, then step out again
+        points = tracker.update(t, [] if hidden else frames_for([(pa, tall), (pb, short)], t))
+        if points and not hidden:
+            owners_a[nearest_track(points, pa).track] += 1
+            owners_b[nearest_track(points, pb).track] += 1
+    (ta, na), = owners_a.most_common(1)
+    (tb, nb), = owners_b.most_common(1)
+    assert ta != tb and na >= len(a) - 13 and nb >= len(b) - 13  # 10 hidden, 3 to confirm

@@ -638,7 +638,8 @@ def example_walks(
     gap_s: float = 6.0,
 ) -> list[PersonPath]:
     """Shoppers who come in at the entry one after another, stop at two or three shelves (standing
-    still for about `pause_s`), and leave by the exit; sampled at 10 Hz."""
+    still for about `pause_s`, each somewhere along the shelf, so two shoppers at one shelf
+    rarely stand on the very same spot), and leave by the exit; sampled at 10 Hz."""
     rng = np.random.default_rng(seed)
     sx, sy = config.floor.size
     inside = np.array([0.0, 0.3])
@@ -646,10 +647,11 @@ def example_walks(
     leave = np.mean(np.asarray(config.floor.exit, dtype=np.float64), axis=0) + inside
     spots = [np.asarray(s.pos[:2]) + 0.6 * np.asarray(s.facing) for s in config.sensors]
     spots = spots or [np.array([sx / 2, sy / 2])]
+    sideways = [np.array([-s.facing[1], s.facing[0]]) for s in config.sensors] or [np.array([1.0, 0.0])]
     walks = []
     for p in range(people):
-        stops = [spots[int(i)] for i in rng.choice(len(spots), size=min(len(spots), int(rng.integers(2, 4))),
-                                                      replace=False)]
+        chosen = rng.choice(len(spots), size=min(len(spots), int(rng.integers(2, 4))), replace=False)
+        stops = [spots[int(i)] + sideways[int(i)] * rng.uniform(-0.5, 0.5) for i in chosen]
         waypoints = [entry, *stops, leave]
         t = start + p * gap_s
         times, points = [t], [waypoints[0]]

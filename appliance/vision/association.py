@@ -57,7 +57,11 @@ def assign(cost: FloatArray, gate: float) -> Assignment:
 
 @dataclass(slots=True)
 class Track:
-    """One followed person: motion estimate, when it was last seen and how sure we are it is real."""
+    """One followed person: motion estimate, when it was last seen and how sure we are it is real.
+
+    `trait` is a running average of a measured property that does not change while the person
+    is followed (the floor tracker uses their height), NaN until first measured.
+    """
 
     number: int
     motion: Motion
@@ -68,6 +72,8 @@ class Track:
     confirmed: bool
     score: float
     last: FloatArray
+    trait: float = float("nan")
+    trait_count: int = 0
 
     def lost_for(self, t: float) -> float:
         return t - self.seen
@@ -76,10 +82,12 @@ class Track:
 class TrackSpace(Protocol):
     """Where tracks live (floor metres, image pixels) and the priors that hold there."""
 
-    def costs(self, tracks: Sequence[Track], z: FloatArray, r: FloatArray, t: float, lost: bool) -> FloatArray:
+    def costs(self, tracks: Sequence[Track], z: FloatArray, r: FloatArray, t: float, lost: bool,
+              traits: FloatArray) -> FloatArray:
         """Cost of continuing each track with each sighting; above 1 (or inf) forbids the pair.
 
-        `lost` asks for the wide search used for tracks unseen for a while.
+        `lost` asks for the wide search used for tracks unseen for a while; `traits` holds each
+        sighting's measured trait (NaN where unmeasured).
         """
         ...
 
@@ -128,8 +136,11 @@ class TrackBook:
         self._next = 1
         self._steps = 0
 
-    def step(self, t: float, z: FloatArray, r: FloatArray, score: FloatArray, score_high: float) -> list[Match]:
-        """Advance to time `t` with sightings `z` (n, d), covariances `r` (n, d, d) and scores (n,)."""
+    def step(self, t: float, z: FloatArray, r: FloatArray, score: FloatArray, score_high: float,
+             traits: FloatArray | None = None) -> list[Match]:
+        """Advance to time `t` with sightings `z` (n, d), covariances `r` (n, d, d), scores (n,)
+        and optionally a measured trait per sighting (n,), NaN where unmeasured."""
+        traits = np.full(len(z), np.nan) if traits is None else traits
         for tr in self.tracks:
             tr.motion = tr.motion.stopped(self.space.held(tr, t)).predicted(t - tr.at, self.space.accel_sd(tr))
             tr.at = t
@@ -139,9 +150,9 @@ class TrackBook:
         lost = [tr for tr in self.tracks if tr.confirmed and tr.lost_for(t) > self.recent_s]
 
         matches: list[Match] = []
-        high, recent = self._stage(recent, high, z, r, t, False, matches)
-        _, recent = self._stage([tr for tr in recent if tr.confirmed], low, z, r, t, False, matches)
-        high, _ = self._stage(lost, high, z, r, t, True, matches)
+        high, recent = self._stage(recent, high, z, r, t, False, traits, matches)
+        _, recent = self._stage([tr for tr in recent if tr.confirmed], low, z, r, t, False, traits, matches)
+        high, _ = self._stage(lost, high, z, r, t, True, traits, matches)
 
         for m in matches:
             tr = m.track
@@ -151,11 +162,13 @@ class TrackBook:
             tr.score = float(score[m.index])
             tr.last = z[m.index]
             tr.confirmed = tr.confirmed or tr.hits >= tr.needed
+            self._learn(tr, float(traits[m.index]))
         first = self._steps == 0
         for i in high:
             needed, speed_sd = self.space.birth(z[i])
             tr = Track(self._next, Motion.start(z[i], r[i], speed_sd), t, t, 1, needed,
                        needed <= 1 or (first and self.confirm_at_start), float(score[i]), z[i])
+            self._learn(tr, float(traits[i]))
             self._next += 1
             self.tracks.append(tr)
             matches.append(Match(tr, i))
@@ -163,13 +176,20 @@ class TrackBook:
         self._steps += 1
         return matches
 
+    @staticmethod
+    def _learn(tr: Track, trait: float, memory: int = 30) -> None:
+        """Running average over the last `memory` or so measurements."""
+        if np.isfinite(trait):
+            tr.trait_count = min(tr.trait_count + 1, memory)
+            tr.trait = trait if tr.trait_count == 1 else tr.trait + (trait - tr.trait) / tr.trait_count
+
     def _stage(
         self, tracks: list[Track], idx: list[int], z: FloatArray, r: FloatArray, t: float, lost: bool,
-        out: list[Match],
+        traits: FloatArray, out: list[Match],
     ) -> tuple[list[int], list[Track]]:
         if not tracks or not idx:
             return idx, tracks
-        cost = self.space.costs(tracks, z[idx], r[idx], t, lost)
+        cost = self.space.costs(tracks, z[idx], r[idx], t, lost, traits[idx])
         result = assign(cost, 1.0)
         out.extend(Match(tracks[a], idx[b]) for a, b in result.pairs)
         return [idx[c] for c in result.cols_left], [tracks[k] for k in result.rows_left]

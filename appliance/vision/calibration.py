@@ -191,6 +191,16 @@ class Pinhole:
         m = np.linalg.inv(self.floor_to_image())
         return m / m[2, 2]
 
+    def stature(self, floor_xy: FloatArray, row: FloatArray) -> FloatArray:
+        """How high above floor points (n, 2) a point must be to show at picture rows `row` (n,):
+        a standing person's height from their foot point and the top of their box."""
+        p0 = (np.c_[floor_xy, np.zeros(len(floor_xy))] - self.c) @ (self.k @ self.r).T
+        p1 = self.k @ self.r[:, 2]
+        den = row * p1[2] - p1[1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = (p0[:, 1] - row * p0[:, 2]) / den
+        return np.where(np.abs(den) > 1e-9, h, np.nan)
+
     def head_distance(self, bearing: FloatArray, row: FloatArray, height_m: float) -> FloatArray:
         """How far (metres, on the floor) from the camera along each floor direction `bearing`
         (n, 2) a point `height_m` high shows at picture row `row` (n,); NaN where it never does.
@@ -203,6 +213,16 @@ class Pinhole:
         with np.errstate(divide="ignore", invalid="ignore"):
             d = (p0[1] - row * p0[2]) / den
         return np.where(np.abs(den) > 1e-9, d, np.nan)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one camera's boxes put people: floor positions (n, 2), their covariances (n, 2, 2),
+    and each person's height in metres where the feet showed (NaN where they did not)."""
+
+    xy: FloatArray
+    cov: FloatArray
+    stature: FloatArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +241,8 @@ class CameraView:
     lies well beyond that (more than twice what the height guess allows), the feet are taken as
     hidden and the person is placed in the same direction at the head's distance, with a
     covariance stretched along the line of sight. A small child may be taken for a hidden adult
-    and placed a little too close to the camera.
+    and placed a little too close to the camera. Where the feet do show, feet and head rows give
+    the person's height: a cue that tells two shoppers apart when they stand close together.
     """
 
     camera: str
@@ -241,13 +262,13 @@ class CameraView:
             pose = None  # no pose (e.g. a camera looking straight down): feet only
         return cls(camera.id, camera.size, h, pose)
 
-    def positions(self, boxes: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Floor positions (n, 2) of the people in `boxes` and their covariances (n, 2, 2)."""
+    def positions(self, boxes: FloatArray) -> Placement:
+        """Where the people in `boxes` stand on the floor, how surely, and how tall they are."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
         feet = foot_points(boxes)
         xy, cov = self._through(self.image_to_floor, feet, boxes)
         if self.pose is None or not len(boxes):
-            return xy, cov
+            return Placement(xy, cov, np.full(len(xy), np.nan))
         here = self.pose.c[:2]
         away = xy - here
         far = np.linalg.norm(away, axis=1)
@@ -257,6 +278,7 @@ class CameraView:
         spread = np.abs(self.pose.head_distance(bearing, boxes[:, 1], HEAD_M + HEAD_SD_M) - near)
         # Feet hidden: the bottom edge (a shelf's top) lies beyond where the head says the person is.
         hidden = np.isfinite(near) & (near > 0) & (far - near > np.maximum(self.hidden_beyond_m, 2.0 * spread))
+        stature = np.where(hidden, np.nan, self.pose.stature(xy, boxes[:, 1]))
         if hidden.any():
             xy[hidden] = here + bearing[hidden] * near[hidden, None]
             along = bearing[hidden]
@@ -266,7 +288,7 @@ class CameraView:
             cov[hidden] = (along[:, :, None] * along[:, None, :] * np.square(sd_along)[:, None, None]
                            + across[:, :, None] * across[:, None, :] * np.square(sd_across)[:, None, None]
                            + np.eye(2) * self.floor_sd_m**2)
-        return xy, cov
+        return Placement(xy, cov, stature)
 
     def _through(self, homography: FloatArray, points: FloatArray, boxes: FloatArray) -> tuple[FloatArray, FloatArray]:
         xy = to_floor(homography, points)

@@ -19,11 +19,12 @@ from appliance.config.model import StoreConfig, VisionSettings
 from appliance.events import Detections, FloatArray, TrackPoint
 from appliance.vision.association import Track, TrackBook, assign
 from appliance.vision.boxes import check_boxes, iou_matrix
-from appliance.vision.calibration import CameraView
+from appliance.vision.calibration import CameraView, Placement
 
 logger = logging.getLogger(__name__)
 
 CHI2_2D_99 = 9.21
+STATURE_SD_M = 0.06
 
 
 def segment_distance(p: FloatArray, a: Sequence[float], b: Sequence[float]) -> float:
@@ -42,19 +43,24 @@ class _FloorSpace:
         self.s = settings
         self.diagonal = math.hypot(*config.floor.size)
 
-    def costs(self, tracks: Sequence[Track], z: FloatArray, r: FloatArray, t: float, lost: bool) -> FloatArray:
+    def costs(self, tracks: Sequence[Track], z: FloatArray, r: FloatArray, t: float, lost: bool,
+              traits: FloatArray) -> FloatArray:
         pos = np.array([tr.motion.position for tr in tracks])
         dist = np.linalg.norm(pos[:, None, :] - z[None, :, :], axis=2)
+        # Height difference in standard deviations, where both are known; capped so that a bad
+        # height reading can tip a close call but never veto a match by itself.
+        heights = np.array([tr.trait for tr in tracks])[:, None]
+        unlike = np.nan_to_num(np.minimum(((heights - traits[None, :]) / STATURE_SD_M) ** 2, 9.0))
         if lost:
             away = np.array([tr.lost_for(t) for tr in tracks])[:, None]
             reach = np.minimum(self.s.gate_m + self.s.walk_speed_mps * away, self.diagonal)
-            return np.where(dist <= reach, dist / self.diagonal, np.inf)
+            return np.where(dist <= reach, 0.5 * dist / self.diagonal + 0.5 * unlike / 9.0, np.inf)
         # Squared Mahalanobis distance of every sighting from every track's prediction.
         cov = np.array([tr.motion.position_cov for tr in tracks])
         innovation = cov[:, None, :, :] + r[None, :, :, :]
         error = z[None, :, :] - pos[:, None, :]
         d2 = np.einsum("kni,kni->kn", error, np.linalg.solve(innovation, error[..., None])[..., 0])
-        return np.where(dist <= self.s.gate_m, d2 / CHI2_2D_99, np.inf)
+        return np.where(dist <= self.s.gate_m, (d2 + unlike) / (CHI2_2D_99 + 9.0), np.inf)
 
     def accel_sd(self, track: Track) -> FloatArray:
         return np.array([1.0, 1.0])
@@ -82,50 +88,59 @@ class _FloorSpace:
 
 @dataclass(frozen=True, slots=True)
 class Sightings:
-    """Floor positions seen in one time step, fused across cameras."""
+    """Floor positions seen in one time step, fused across cameras, with heights where measured."""
 
     xy: FloatArray
     cov: FloatArray
     score: FloatArray
+    stature: FloatArray
     cameras: tuple[tuple[str, ...], ...]
 
 
-def fuse_sightings(
-    per_camera: Sequence[tuple[str, FloatArray, FloatArray, FloatArray]], fuse_m: float
-) -> Sightings:
+def fuse_sightings(per_camera: Sequence[tuple[str, Placement, FloatArray]], fuse_m: float) -> Sightings:
     """Merge what several cameras saw of the same people into one sighting per person.
 
-    `per_camera` holds (camera, positions (n, 2), covariances (n, 2, 2), scores (n,)). Each
-    camera's positions are matched optimally to the sightings so far (closer than `fuse_m`,
-    never two from one camera) and merged by inverse-covariance weighting, so the camera that
-    sees a person better counts more.
+    `per_camera` holds (camera, placement, scores (n,)). Each camera's positions are matched
+    optimally to the sightings so far (never two from one camera): closer than `fuse_m`, or up
+    to twice that when their covariances say the difference is within the cameras' error (a far
+    camera places people less surely along its line of sight). Matched positions are merged by
+    inverse-covariance weighting, so the camera that sees a person better counts more; heights
+    are averaged over the cameras that measured one.
     """
     xy: list[FloatArray] = []
     cov: list[FloatArray] = []
     score: list[float] = []
+    heights: list[list[float]] = []
     cams: list[tuple[str, ...]] = []
-    for camera, pos, c, sc in per_camera:
-        if xy and len(pos):
-            dist = np.linalg.norm(np.array(xy)[:, None, :] - pos[None, :, :], axis=2)
-            result = assign(dist / fuse_m, 1.0)
+    for camera, seen, sc in per_camera:
+        if xy and len(seen.xy):
+            error = np.array(xy)[:, None, :] - seen.xy[None, :, :]
+            dist = np.linalg.norm(error, axis=2)
+            both = np.array(cov)[:, None, :, :] + seen.cov[None, :, :, :]
+            d2 = np.einsum("kni,kni->kn", error, np.linalg.solve(both, error[..., None])[..., 0])
+            cost = np.where(dist <= 2 * fuse_m, np.minimum(dist / fuse_m, d2 / CHI2_2D_99), np.inf)
+            result = assign(cost, 1.0)
             for a, b in result.pairs:
-                info_a, info_b = np.linalg.inv(cov[a]), np.linalg.inv(c[b])
+                info_a, info_b = np.linalg.inv(cov[a]), np.linalg.inv(seen.cov[b])
                 merged = np.linalg.inv(info_a + info_b)
-                xy[a] = merged @ (info_a @ xy[a] + info_b @ pos[b])
+                xy[a] = merged @ (info_a @ xy[a] + info_b @ seen.xy[b])
                 cov[a] = merged
                 score[a] = max(score[a], float(sc[b]))
+                heights[a].append(float(seen.stature[b]))
                 cams[a] = (*cams[a], camera)
             fresh = result.cols_left
         else:
-            fresh = tuple(range(len(pos)))
+            fresh = tuple(range(len(seen.xy)))
         for b in fresh:
-            xy.append(pos[b])
-            cov.append(c[b])
+            xy.append(seen.xy[b])
+            cov.append(seen.cov[b])
             score.append(float(sc[b]))
+            heights.append([float(seen.stature[b])])
             cams.append((camera,))
-    return Sightings(
-        np.array(xy).reshape(-1, 2), np.array(cov).reshape(-1, 2, 2), np.array(score), tuple(cams)
-    )
+    stature = [float(np.mean([h for h in hs if np.isfinite(h)])) if any(np.isfinite(hs)) else np.nan
+               for hs in heights]
+    return Sightings(np.array(xy).reshape(-1, 2), np.array(cov).reshape(-1, 2, 2), np.array(score),
+                     np.array(stature), tuple(cams))
 
 
 class FloorTracker:
@@ -165,11 +180,12 @@ class FloorTracker:
                 continue
             boxes = check_boxes(frame.boxes)
             boxes = boxes[boxes[:, 4] >= self.settings.score_min]
-            xy, cov = view.positions(boxes)
-            m = self._margin
+            seen = view.positions(boxes)
+            xy, m = seen.xy, self._margin
             keep = (np.isfinite(xy).all(axis=1) & (xy[:, 0] >= -m) & (xy[:, 1] >= -m)
                     & (xy[:, 0] <= self._size[0] + m) & (xy[:, 1] <= self._size[1] + m))
-            per_camera.append((frame.camera, xy[keep], cov[keep], boxes[keep, 4]))
+            per_camera.append((frame.camera, Placement(xy[keep], seen.cov[keep], seen.stature[keep]),
+                               boxes[keep, 4]))
         return fuse_sightings(per_camera, self.settings.fuse_m)
 
     def update(self, t: float, frames: Sequence[Detections]) -> list[TrackPoint]:
@@ -179,7 +195,7 @@ class FloorTracker:
         position, those hidden inside the shop at the place they were last seen.
         """
         seen = self.sightings(frames)
-        self._book.step(t, seen.xy, seen.cov, seen.score, self.settings.score_high)
+        self._book.step(t, seen.xy, seen.cov, seen.score, self.settings.score_high, seen.stature)
         out = []
         for tr in self._book.tracks:
             if not tr.confirmed or (tr.seen != t and self._space.leaving(tr)):
@@ -259,7 +275,8 @@ class _ImageSpace:
         self.width, self.height = size
         self.rules = rules
 
-    def costs(self, tracks: Sequence[Track], z: FloatArray, r: FloatArray, t: float, lost: bool) -> FloatArray:
+    def costs(self, tracks: Sequence[Track], z: FloatArray, r: FloatArray, t: float, lost: bool,
+              traits: FloatArray) -> FloatArray:
         pred = np.array([tr.motion.position for tr in tracks])
         if not lost:
             iou = iou_matrix(np.array([_as_box(p) for p in pred]), np.array([_as_box(m) for m in z]))
