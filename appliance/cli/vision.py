@@ -158,8 +158,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise CliError(f"{args.truth}: no ground-truth rows")
     ignore = PETS_UNANNOTATED if args.ignore == "pets" else (_points(args.ignore, "--ignore") if args.ignore else None)
     frames = _frame_range(args.frames, truth)
-    print(f"{args.tracks} on frames {frames.start}-{frames.stop - 1}: "
-          f"{score_tracks(truth, tracks, frames, ignore).line()}")
+    try:
+        score = score_tracks(truth, tracks, frames, ignore)
+    except ImportError as err:
+        raise CliError(f"scoring needs py-motmetrics, a development dependency ({err})") from err
+    print(f"{args.tracks} on frames {frames.start}-{frames.stop - 1}: {score.line()}")
     return 0
 
 

@@ -146,12 +146,15 @@ def fuse_sightings(per_camera: Sequence[tuple[str, Placement, FloatArray]], fuse
 class FloorTracker:
     """Follows every person on the shop floor (metres) from the boxes of all cameras.
 
-    Each step projects every camera's boxes to the floor (bottom centre = feet), fuses the
-    cameras, and runs the staged association with a constant-velocity Kalman filter per person.
-    A person appearing at the entry is confirmed after `confirm_hits` sightings, anywhere else
-    after three times as many (a false box on a shelf display should not become a shopper). A
-    person lost inside the shop is reported at their last place and found again when they
-    reappear within walking distance, for up to `keep_inside_s`; one lost at the exit has left.
+    Each step projects every camera's boxes to the floor (bottom centre = feet; the top edge
+    when a shelf hides the legs, see `CameraView`), fuses the cameras, and runs the staged
+    association with a constant-velocity Kalman filter per person; each track also learns its
+    person's height, which breaks ties when shoppers stand close together. A person appearing
+    at the entry is confirmed after `confirm_hits` sightings, anywhere else after three times as
+    many (a false box on a shelf display should not become a shopper). A person lost inside the
+    shop is reported at their last place and found again when they reappear within walking
+    distance, for up to `keep_inside_s`; one lost at the exit has left. Heights and positions
+    stay in memory; nothing here logs or stores them.
 
     Args:
         config: the store: floor, entry, exit and the cameras' calibrations.
