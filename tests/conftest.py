@@ -82,20 +82,13 @@ def rendered_shop(tmp_path_factory, person_detector):  # type: ignore[no-untyped
 
     Yields (recording folder, people paths, RenderStats). Rendered once per test session.
     """
-    import tomli_w
-
-    from appliance.config import load_config
-    from appliance.sim.cameras import example_store, example_walks, pedestrians, render
+    from appliance.sim.cameras import example_recording, example_walks, pedestrians, render
 
     folder = tmp_path_factory.mktemp("shop")
-    raw = example_store()
-    (folder / "store.toml").write_text(tomli_w.dumps(raw), encoding="utf-8")
-    (folder / "weights.csv").write_text("t,sensor,grams\n", encoding="utf-8")
-    (folder / "gate.csv").write_text("t,event,pass,track\n", encoding="utf-8")
-    config = load_config(folder / "store.toml")
+    config, cameras = example_recording(folder)
     t0 = 1_700_000_000.0
     walks = example_walks(config, people=2, start=t0 + 2.0, seed=5, pause_s=2.0, gap_s=3.0)
     walkers = pedestrians(shared_path("data", "pets09-s2l1", "vtest.avi"), person_detector, frames=160)
-    stats = render(folder, raw["cameras"], walks, fps=4.0, seed=5, detector=person_detector, walkers=walkers,
+    stats = render(folder, cameras, walks, fps=4.0, seed=5, detector=person_detector, walkers=walkers,
                    start=t0, end=max(float(w.t[-1]) for w in walks) + 1.0)
     return folder, walks, stats

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import tomli_w
 
 from appliance.cli import CliError
 from appliance.config import ConfigError, load_config
@@ -218,7 +217,7 @@ def _say(text: str) -> None:
 
 
 def bench_vision(args: argparse.Namespace) -> int:
-    from appliance.sim.cameras import example_store, example_walks, pedestrians, render
+    from appliance.sim.cameras import example_recording, example_walks, pedestrians, render
     from appliance.sim.recording import read_recording
     from appliance.vision.benchmark import bare_speed, detect_video, pipeline_speed, video_frames
     from appliance.vision.detector import OnnxDetector
@@ -231,19 +230,14 @@ def bench_vision(args: argparse.Namespace) -> int:
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory(prefix="bench-vision-") as tmp:
         rec = Path(tmp) / "shop"
-        rec.mkdir()
-        raw = example_store()
-        (rec / "store.toml").write_text(tomli_w.dumps(raw), encoding="utf-8")
-        (rec / "weights.csv").write_text("t,sensor,grams\n", encoding="utf-8")
-        (rec / "gate.csv").write_text("t,event,pass,track\n", encoding="utf-8")
-        config = load_config(rec / "store.toml")
+        config, cameras = example_recording(rec)
         t0 = 1_700_000_000.0
         walks = example_walks(config, people=3, start=t0 + 4.0, seed=3)
         detector = _detector()
-        _say(f"[1/4] rendering the simulated shop: {len(raw['cameras'])} cameras x {args.seconds:g} s at "
+        _say(f"[1/4] rendering the simulated shop: {len(cameras)} cameras x {args.seconds:g} s at "
              f"{args.fps:g} fps, {len(walks)} shoppers (walking, browsing, an empty shop at first)")
         walkers = pedestrians(PETS / "vtest.avi", detector)
-        stats = render(rec, raw["cameras"], walks, args.fps, seed=3, detector=detector, walkers=walkers,
+        stats = render(rec, cameras, walks, args.fps, seed=3, detector=detector, walkers=walkers,
                        start=t0, end=t0 + args.seconds)
         _say(f"      {stats.frames} frames per camera; the real detector found {stats.found} of "
              f"{stats.people_in_view} people in view ({100 * stats.recall:.1f}%)")

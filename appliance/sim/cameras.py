@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
+import tomli_w
 
 from appliance.config import ConfigError, StoreConfig, load_config
 from appliance.events import FloatArray
@@ -631,6 +632,18 @@ def example_store(floor_size: tuple[float, float] = (8.0, 6.0), cameras: int = 2
         "stock": [{"sku": "880001", "sensors": [s["id"] for s in sensors]}],
         "cameras": camera_rig(floor_size, cameras),
     }
+
+
+def example_recording(folder: Path, cameras: int = 2) -> tuple[StoreConfig, list[dict[str, Any]]]:
+    """Start a recording folder for camera footage: `example_store`'s store.toml and empty
+    weights.csv and gate.csv (nobody touches a shelf or the gate). Returns the loaded config
+    and the `[[cameras]]` tables to film with."""
+    raw = example_store(cameras=cameras)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "store.toml").write_text(tomli_w.dumps(raw), encoding="utf-8")
+    (folder / "weights.csv").write_text("t,sensor,grams\n", encoding="utf-8")
+    (folder / "gate.csv").write_text("t,event,pass,track\n", encoding="utf-8")
+    return load_config(folder / "store.toml"), raw["cameras"]
 
 
 def example_walks(
