@@ -75,3 +75,34 @@ def sandbox(tmp_path: Path):  # type: ignore[no-untyped-def]
 
     with SandboxProcessor(tmp_path / "processor.db", clock=ManualClock(1_750_000_000.0)) as processor:
         yield processor
+
+
+@pytest.fixture(scope="session")
+def person_detector():  # type: ignore[no-untyped-def]
+    """The real YOLOX-nano detector at 640x384 (installed by install/models.sh; fails clearly if missing)."""
+    from appliance.config.model import VisionSettings
+    from appliance.vision.detector import OnnxDetector
+    from appliance.vision.models import ModelError
+
+    try:
+        return OnnxDetector.from_settings(VisionSettings())
+    except ModelError as err:
+        pytest.fail(f"{err} (the tests need the real model)", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def rendered_shop(tmp_path_factory, person_detector):  # type: ignore[no-untyped-def]
+    """A small simulated recording filmed by two ceiling cameras: 2 shoppers, 4 fps, about 18 s.
+
+    Yields (recording folder, people paths, RenderStats). Rendered once per test session.
+    """
+    from appliance.sim.cameras import example_recording, example_walks, pedestrians, render
+
+    folder = tmp_path_factory.mktemp("shop")
+    config, cameras = example_recording(folder)
+    t0 = 1_700_000_000.0
+    walks = example_walks(config, people=2, start=t0 + 2.0, seed=5, pause_s=2.0, gap_s=3.0)
+    walkers = pedestrians(shared_path("data", "pets09-s2l1", "vtest.avi"), person_detector, frames=160)
+    stats = render(folder, cameras, walks, fps=4.0, seed=5, detector=person_detector, walkers=walkers,
+                   start=t0, end=max(float(w.t[-1]) for w in walks) + 1.0)
+    return folder, walks, stats

@@ -258,6 +258,76 @@ class VaultSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VisionSettings:
+    model: str = setting("yolox_nano", help="person detector, by its name in models/manifest.toml")
+    input_size: tuple[int, int] = setting(
+        (640, 384), help="detector input width and height in pixels (multiples of 32); 640x384 suits 16:9 "
+        "cameras, 416x416 is faster on 4:3 ones",
+    )
+    threads: int = setting(1, help="CPU threads per detector; one per worker process uses cores best", min=1, max=64)
+    score_min: float = setting(
+        0.1, help="weakest box kept; boxes between this and score_high only extend existing tracks", min=0.01,
+        max=0.99,
+    )
+    score_high: float = setting(
+        0.5, help="boxes at least this sure are matched first and may start a track; higher rejects more "
+        "false people but starts real ones later", min=0.05, max=0.99,
+    )
+    nms_iou: float = setting(0.45, help="overlap above which two boxes are taken for one person", min=0.1, max=0.9)
+    motion_gate: bool = setting(True, help="skip the detector on a camera whose picture has not changed")
+    motion_delta: int = setting(
+        18, help="grey-level change that counts a pixel as changed; above the camera's noise", min=1, max=255
+    )
+    motion_share: float = setting(
+        0.001, help="share of changed pixels that counts the picture as changed", min=0.0, max=1.0
+    )
+    motion_refresh_s: float = setting(
+        2.0, help="run the detector at least this often even on a still picture", min=0.1, max=600.0, unit="s"
+    )
+    workers: int = setting(0, help="camera worker processes; 0 = one per CPU core", min=0, max=256)
+    groups: tuple[tuple[str, ...], ...] = setting(
+        (), help="camera ids per worker process, e.g. [[\"cam1\", \"cam2\"], [\"cam3\"]]; empty = spread evenly"
+    )
+    gate_m: float = setting(
+        1.0, help="farthest a sighting can be from where a track is expected and still continue it", min=0.2,
+        max=5.0, unit="m",
+    )
+    fuse_m: float = setting(
+        0.7, help="sightings from different cameras closer than this are one person", min=0.1, max=3.0, unit="m"
+    )
+    entry_m: float = setting(
+        1.2, help="distance from the entry line within which new people are expected to appear", min=0.2,
+        max=5.0, unit="m",
+    )
+    exit_m: float = setting(
+        1.2, help="a track lost this close to the exit line has left the shop", min=0.2, max=5.0, unit="m"
+    )
+    confirm_hits: int = setting(
+        3, help="sightings that confirm a track starting at the entry (three times that elsewhere)", min=1,
+        max=50,
+    )
+    keep_inside_s: float = setting(
+        600.0, help="how long a person lost inside the shop (occluded) keeps their track", min=1.0,
+        max=7200.0, unit="s",
+    )
+    forget_at_exit_s: float = setting(
+        1.0, help="how long a track lost at the exit or off the floor is kept before it ends", min=0.0,
+        max=60.0, unit="s",
+    )
+    walk_speed_mps: float = setting(
+        1.5, help="fastest plausible walking speed; bounds where a lost person can be found again", min=0.3,
+        max=5.0, unit="m/s",
+    )
+
+    def __post_init__(self) -> None:
+        w, h = self.input_size
+        if w <= 0 or h <= 0 or w % 32 or h % 32:
+            raise ValueError(f"input_size must be positive multiples of 32, got {list(self.input_size)}")
+        if self.score_high < self.score_min:
+            raise ValueError(f"score_high {self.score_high} is below score_min {self.score_min}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StoreConfig:
     """A whole store.toml."""
 
@@ -275,3 +345,4 @@ class StoreConfig:
     mqtt: MqttSettings = section(MqttSettings, "the message broker")
     payments: PaymentSettings = section(PaymentSettings, "charging: processor, its secret key file, timeouts, retries")
     vault: VaultSettings = section(VaultSettings, "encrypted storage, retention and the audit log")
+    vision: VisionSettings = section(VisionSettings, "person detection and floor tracking")
