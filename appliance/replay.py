@@ -62,10 +62,12 @@ def _tracks_for(rec: Recording, level: str) -> Iterable[TrackPoint]:
     if level == "detections":
         assert rec.detections is not None
         return pipeline.tracks_from_detections(rec.config, rec.detections)
+    from appliance.vision.detector import OnnxDetector
+
     assert rec.video is not None
-    detector = pipeline.default_detector(rec.config)
-    return pipeline.tracks_from_detections(rec.config, pipeline.detections_from_video(rec.config, rec.video,
-                                                                                        detector))
+    detector = OnnxDetector.from_settings(rec.config.vision)
+    frames = pipeline.detections_from_video(rec.config, rec.video, detector)
+    return pipeline.tracks_from_detections(rec.config, frames)
 
 
 def choose_level(rec: Recording, asked: str | None) -> str:

@@ -133,7 +133,7 @@ class Shopper:
                 spot = self.shop.stand_spot(shelf, s_stand, away)
             else:
                 self.wait_until(self._free_after(spot, arrive))
-        
+
         if self._face is not None and self._face[0] == sh.gondola:
             self._walk([self.pos, spot])
         else:

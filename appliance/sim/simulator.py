@@ -18,7 +18,7 @@ import numpy as np
 
 from appliance.config import StoreConfig, parse_config
 from appliance.events import FloatArray, GateEvent, IntArray, TrackPoint
-from appliance.sim import loadcells, tracker
+from appliance.sim import crowding, loadcells, tracker
 from appliance.sim.acts import Press
 from appliance.sim.loadcells import SensorProfile
 from appliance.sim.recording import RecordingWriter, Weights
@@ -27,7 +27,6 @@ from appliance.sim.scene import Scene
 from appliance.sim.shop import default_shop
 from appliance.sim.stock import resolve
 from appliance.sim.tracker import TrackerProfile
-from appliance.sim import crowding
 from appliance.sim.world import PersonPath
 
 # 2024-05-14 10:00 KST; seed n plays on the n-th day after it.
