@@ -334,10 +334,12 @@ def test_hand_points_show_up_near_the_shelf_during_reaches() -> None:
 
 
 def test_a_faulty_tracker_fragments_tracks_and_shows_ghosts() -> None:
-    out = sim("tracker-faults", 1)
-    stats = out.truth["tracker"]
-    assert stats["fragments"] > 0 and stats["ghosts"] > 0
-    assert len({p.track for p in out.tracks}) >= len(out.people) + stats["fragments"]
+    """Ghosts are a Poisson process (about one a minute): over a few seeds some must appear."""
+    runs = [sim("tracker-faults", seed) for seed in (1, 2, 3)]
+    assert sum(o.truth["tracker"]["fragments"] for o in runs) > 0
+    assert sum(o.truth["tracker"]["ghosts"] for o in runs) > 0
+    for out in runs:
+        assert len({p.track for p in out.tracks}) >= len(out.people) + out.truth["tracker"]["fragments"]
 
 
 @pytest.mark.parametrize("name", [n for n in STANDARD_SUITE if n != "rush"])
