@@ -7,10 +7,13 @@ depend on how many.
 
 from __future__ import annotations
 
+import functools
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from appliance.replay import receipts_document, replay
 from appliance.sim.score import Score, score
@@ -23,18 +26,38 @@ class RunScore:
     score: Score
 
 
-def score_one(job: tuple[str, int]) -> RunScore:
+@functools.cache
+def _walkers() -> tuple[object, ...]:
+    """Pedestrian cut-outs for filming, made once per worker process."""
+    from appliance.config.model import VisionSettings
+    from appliance.sim.cameras import PETS_VIDEO, pedestrians
+    from appliance.vision.detector import OnnxDetector
+
+    return tuple(pedestrians(PETS_VIDEO, OnnxDetector.from_settings(VisionSettings())))
+
+
+def score_one(job: tuple[str, int, str]) -> RunScore:
+    """Simulate, replay from `level` (tracks in memory; detections or video from a filmed recording), score."""
     from appliance.sim.live import simulated_recording
 
-    scenario, seed = job
-    rec = simulated_recording(scenario, seed)
-    doc = receipts_document(replay(rec))
+    scenario, seed, level = job
+    if level == "tracks":
+        rec = simulated_recording(scenario, seed)
+        doc = receipts_document(replay(rec))
+        return RunScore(scenario, seed, score(doc, rec.truth))
+    from appliance.sim.recording import read_recording
+    from appliance.sim.simulator import simulate, write_recording
+
+    with tempfile.TemporaryDirectory(prefix="walkout-bench-") as tmp:
+        folder = write_recording(simulate(scenario, seed), Path(tmp) / "rec", cameras=2, walkers=_walkers())
+        rec = read_recording(folder)
+        doc = receipts_document(replay(rec, level))
     return RunScore(scenario, seed, score(doc, rec.truth))
 
 
 def run_suite(scenarios: Sequence[str], seeds: Sequence[int], workers: int = 2,
-              progress: Callable[[int, int], None] | None = None) -> list[RunScore]:
-    jobs = [(s, seed) for s in scenarios for seed in seeds]
+              progress: Callable[[int, int], None] | None = None, level: str = "tracks") -> list[RunScore]:
+    jobs = [(s, seed, level) for s in scenarios for seed in seeds]
     results: list[RunScore] = []
     if workers <= 1:
         for k, job in enumerate(jobs):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ def register(commands: Any, bench: Any) -> None:
     b.add_argument("--first-seed", type=int, default=1)
     b.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     b.add_argument("--workers", type=int, default=2)
+    b.add_argument("--from", dest="level", choices=("video", "detections", "tracks"), default="tracks",
+                   help="input level: tracks (default), or film each scenario and replay from detections or video")
     b.set_defaults(func=cmd_bench_accuracy)
 
     b = bench.add_parser("shelves", help="weight pipeline throughput on one core (850 load cells at 60 Hz)")
@@ -198,9 +201,10 @@ def cmd_bench_accuracy(args: argparse.Namespace) -> int:
         raise CliError(f"unknown scenario(s) {', '.join(unknown)}; see `appliance sim list`")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     start = time.perf_counter()
-    results = run_suite(names, seeds, args.workers, print_progress if sys.stderr.isatty() else None)
+    logging.getLogger("appliance").setLevel(logging.WARNING)
+    results = run_suite(names, seeds, args.workers, print_progress if sys.stderr.isatty() else None, args.level)
     print(table(results, {n: SCENARIOS[n].single_shopper for n in names}))
-    print(f"conditions: {len(names)} scenarios x seeds {seeds[0]}..{seeds[-1]}, replay from tracks, "
+    print(f"conditions: {len(names)} scenarios x seeds {seeds[0]}..{seeds[-1]}, replay from {args.level}, "
           f"{time.perf_counter() - start:.0f} s on {args.workers} worker(s); * = single-shopper scenario; "
           "targets: F1 >= 0.98, exact >= 97%, overcharge <= 0.5%, single-shopper 100% exact")
     return 0

@@ -24,6 +24,10 @@ def register(commands: Any, bench: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed: each seed is another day of the story")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a scenario setting, e.g. --set hand_share=0 --set duration_s=600")
+    p.add_argument("--video", action="store_true",
+                   help="also film the shop: ceiling cameras in store.toml, video/ and detections.csv (slow)")
+    p.add_argument("--cameras", type=int, default=2, help="how many cameras with --video (default 2)")
+    p.add_argument("--fps", type=float, default=8.0, help="frames per second with --video (default 8)")
     p.add_argument("out", help="the recording folder to write (replaced atomically if it exists)")
     p.set_defaults(func=cmd_generate)
 
@@ -71,7 +75,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.scenario not in SCENARIOS:
         raise CliError(f"no scenario {args.scenario!r}; known: {', '.join(SCENARIOS)}")
     try:
-        dest = generate(args.scenario, args.seed, args.out, **_overrides(args.set))
+        dest = generate(args.scenario, args.seed, args.out, cameras=args.cameras if args.video else 0,
+                        fps=args.fps, **_overrides(args.set))
     except (ValueError, TypeError) as err:
         raise CliError(str(err)) from err
     print(f"wrote {dest} ({args.scenario}, seed {args.seed})")

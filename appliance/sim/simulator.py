@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,23 +227,41 @@ def _truth(sc: Scenario, seed: int, scene: Scene, outcome: Any, readings: loadce
     }
 
 
-def write_recording(out: SimOutput, path: str | Path) -> Path:
-    """Write a simulated recording folder atomically (nothing at `path` until it is complete)."""
+def write_recording(out: SimOutput, path: str | Path, *, cameras: int = 0, fps: float = 8.0,
+                    walkers: Sequence[Any] | None = None) -> Path:
+    """Write a simulated recording folder atomically (nothing at `path` until it is complete).
+
+    With `cameras` > 0 the shop is also filmed: that many ceiling cameras go into store.toml, and
+    `video/` plus `detections.csv` (the real detector's boxes) are rendered from the true paths
+    (appliance/sim/cameras.py; pass `walkers` from `cameras.pedestrians` to reuse cut-outs).
+    """
     dest = Path(path)
+    raw = out.config_raw
+    if cameras:
+        from appliance.sim.cameras import camera_rig
+
+        size = raw["floor"]["size"]
+        raw = {**raw, "cameras": camera_rig((float(size[0]), float(size[1])), cameras)}
     with RecordingWriter(dest) as w:
-        w.store(out.config_raw)
+        w.store(raw)
         w.weights(out.t, out.sensor_ids, out.sensor, out.grams)
         w.gate(out.gate)
         w.tracks(out.tracks)
         w.truth(out.truth)
+        if cameras:
+            from appliance.sim.cameras import render
+
+            render(w.folder, raw["cameras"], out.people, fps, out.seed, start=out.start, end=out.end,
+                   walkers=walkers)
     return dest
 
 
-def generate(scenario: str, seed: int, path: str | Path, **overrides: Any) -> Path:
+def generate(scenario: str, seed: int, path: str | Path, *, cameras: int = 0, fps: float = 8.0,
+             **overrides: Any) -> Path:
     """Simulate a scenario and write it as a recording; returns the recording's folder."""
     out = simulate(scenario, seed, **overrides)
     progress = _Progress(bool(overrides.get("progress", out.end - out.start > LONG_RUN_S)))
-    progress(f"writing {path}")
-    dest = write_recording(out, path)
+    progress(f"writing {path}" + (f" and filming it with {cameras} cameras" if cameras else ""))
+    dest = write_recording(out, path, cameras=cameras, fps=fps)
     progress(f"wrote {path}")
     return dest
