@@ -130,3 +130,19 @@ def test_taking_the_last_units_raises_one_low_stock_signal():
     assert [(a.sku, a.units) for a in floor.low_stock] == [("cola", 2)]
     cola = next(x for x in floor.inventory.levels(floor.steps) if x.sku == "cola")
     assert cola.units == 1 and cola.low
+
+
+def test_a_shop_that_stays_empty_for_longer_than_positions_are_kept_carries_on():
+    """Regression: the last frame's tracks were forgotten after five quiet minutes and the next
+    shopper's first point crashed the identity check."""
+    s = Script.shop()
+    s.enter("MMMMMMMMMMMMMMMMMMMMMM", T0 + 1)
+    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
+    s.leave(T0 + 20)
+    later = T0 + 400
+    s.enter("NNNNNNNNNNNNNNNNNNNNNN", later)
+    _shopper(s, "t2", 1.05, later, later + 5, later + 20)
+    s.change("g1.s1.p1", later + 9, -521.0)
+    s.leave(later + 20)
+    _, charged = s.run(T0, later + 30)
+    assert charged == {"MMMMMMMMMMMMMMMMMMMMMM": {}, "NNNNNNNNNNNNNNNNNNNNNN": {"cola": 1}}

@@ -284,7 +284,8 @@ class VisitBook:
         points fit the other track's prediction much better than their own, the ids swapped. The
         tracker's error wanders by centimetres, so only a clear improvement counts.
         """
-        bound = [tid for tid in dict.fromkeys(self._frame) if tid in self.owner]
+        # (A frame can be minutes old when the shop was empty, and its tracks forgotten since.)
+        bound = [tid for tid in dict.fromkeys(self._frame) if tid in self.owner and tid in self.memory.tracks]
         if not bound:
             return
         preds: dict[str, tuple[float, float, float, float]] = {}
