@@ -49,6 +49,11 @@ def register(commands: Any, bench: Any) -> None:
                    help="input level: tracks (default), or film each scenario and replay from detections or video")
     b.set_defaults(func=cmd_bench_accuracy)
 
+    b = bench.add_parser("replay", help="time the replay of a one-hour, 20-shopper simulated day from tracks")
+    b.add_argument("--recording", help="replay this recording instead of simulating the day")
+    b.add_argument("--seed", type=int, default=1)
+    b.set_defaults(func=cmd_bench_replay)
+
     b = bench.add_parser("shelves", help="weight pipeline throughput on one core (850 load cells at 60 Hz)")
     b.add_argument("--sensors", type=int, default=850)
     b.add_argument("--hz", type=float, default=60.0)
@@ -207,4 +212,38 @@ def cmd_bench_accuracy(args: argparse.Namespace) -> int:
     print(f"conditions: {len(names)} scenarios x seeds {seeds[0]}..{seeds[-1]}, replay from {args.level}, "
           f"{time.perf_counter() - start:.0f} s on {args.workers} worker(s); * = single-shopper scenario; "
           "targets: F1 >= 0.98, exact >= 97%, overcharge <= 0.5%, single-shopper 100% exact")
+    return 0
+
+
+def cmd_bench_replay(args: argparse.Namespace) -> int:
+    import tempfile
+    import time
+
+    from appliance.replay import receipts_document, replay
+    from appliance.sim.recording import read_recording
+    from appliance.sim.score import score
+
+    logging.getLogger("appliance").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="walkout-day-") as tmp:
+        folder = Path(args.recording) if args.recording else None
+        if folder is None:
+            from appliance.sim.simulator import generate
+
+            print(f"simulating the one-hour day (seed {args.seed}) ...", file=sys.stderr)
+            folder = generate("day", args.seed, Path(tmp) / "day")
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        rec = read_recording(folder)
+        read_s = time.perf_counter() - wall0
+        result = replay(rec, "tracks")
+        doc = receipts_document(result)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    hours = (rec.end - rec.start) / 3600
+    s = score(doc, rec.truth) if rec.truth else None
+    print(f"replay: {hours * 60:.1f} min of shop, {len(rec.gate)} gate events, {len(rec.weights):,} load-cell readings "
+          f"({size / 1e6:.0f} MB), {len(rec.tracks or []):,} track points: {wall:.1f} s wall ({read_s:.1f} s reading), "
+          f"{cpu:.1f} s CPU; {hours * 3600 / wall:.0f}x real time (target: under 60 s)")
+    if s is not None:
+        print(f"  receipts: {s.visits} visits, F1 {s.f1:.4f}, exact {s.exact_share:.1%}, "
+              f"overcharge {s.overcharge_share:.3%}, review items {s.review_items}")
     return 0
