@@ -147,7 +147,7 @@ def _tell(con: Console, t: float, outcome: str, visit: str, items: tuple[tuple[s
         con.say(t, f"   {who} put back {what}{where}")
     elif outcome.startswith("review"):
         con.say(t, f"   {who}: held for review ({outcome[8:]}) {what} {sure}")
-    elif outcome.startswith("ignored") or outcome.startswith("foreign") or "no cart" in outcome:
+    elif outcome.startswith("foreign") or "no cart" in outcome or outcome == "ignored: nobody near":
         con.say(t, f"   shelf change not charged: {outcome}")
 
 
