@@ -33,15 +33,38 @@ EARLY_CROSSING_S = 2.0
 PRE_EXISTING_S = 1.0
 JUST_ARRIVED_S = 10.0
 EXIT_MATCH_S = 2.0
+STILL_SEEN_S = 1.0
+STILL_SEEN_M = 0.8
 JUST_ARRIVED_PENALTY_M = 1.5
 ADOPT_WINDOW_S = 2.0
 SWAP_NEAR_M = 1.2
 SWAP_MIN_COST_M2 = 0.25**2
 SWAP_RATIO = 0.25
 SWAP_JUMP_M = 0.3
+ENCOUNTER_OPEN_M = 0.5
+ENCOUNTER_CLOSE_M = 0.9
+ENCOUNTER_MAX_S = 4.0
+ENCOUNTER_WALK_M_S = 0.4
+ENCOUNTER_MIN_COST_M2 = 0.3**2
+ENCOUNTER_RATIO = 0.4
 SWAP_RATIO_JUMP = 0.4
 VELOCITY_WINDOW_S = 0.6
 MAX_SPEED_M_S = 2.0
+
+
+def _velocity(h: TrackHistory, before: float) -> tuple[float, float] | None:
+    """Average velocity over the second of points up to `before` (None with too few)."""
+    tt = h.t
+    k1 = len(tt) - 1
+    while k1 >= 0 and tt[k1] > before:
+        k1 -= 1
+    k0 = k1
+    while k0 > 0 and tt[k0 - 1] >= before - 1.0:
+        k0 -= 1
+    if k1 < 0 or tt[k1] - tt[k0] < 0.5:
+        return None
+    span = tt[k1] - tt[k0]
+    return (h.x[k1] - h.x[k0]) / span, (h.y[k1] - h.y[k0]) / span
 
 
 def _predict(h: TrackHistory, at: float | None = None) -> tuple[float, float, float, float] | None:
@@ -125,6 +148,8 @@ class VisitBook:
         self.crossed: dict[str, float] = {}
         self._tracking_since = math.inf
         self._crossings: list[tuple[float, tuple[str, int]]] = []
+        self._encounters: dict[tuple[str, str], tuple[float, tuple[float, float], tuple[float, float],
+                                                       tuple[float, float], tuple[float, float]]] = {}
         self._pending_exits: list[float] = []
         self.swaps = 0
         self._serial = 0
@@ -198,6 +223,15 @@ class VisitBook:
         self.visits[owned[0]].people[owned[1]].also = others
         return True
 
+    def last_seen(self, person: Person) -> TrackHistory | None:
+        """The newest of a person's tracks that has points (after a swap the newest id may have
+        none yet: the tracker lost them at the moment it gave their id away)."""
+        for tid in reversed(person.tracks):
+            h = self.memory.tracks.get(tid)
+            if h is not None and h.t:
+                return h
+        return None
+
     def _lost_person(self, h: TrackHistory) -> tuple[Visit, int] | None:
         """The person most plausibly continued by new track `h`: lost recently, close by."""
         best: tuple[float, Visit, int] | None = None
@@ -207,7 +241,7 @@ class VisitBook:
             for i, person in enumerate(visit.people):
                 if person.left is not None:
                     continue
-                last = self.memory.tracks.get(person.tracks[-1])
+                last = self.last_seen(person)
                 if last is None:
                     continue
                 gap = h.first_t - last.last_t
@@ -335,6 +369,44 @@ class VisitBook:
             if best is not None:
                 self._swap(a, best[1], move_b=False)
                 done.update((a, best[1]))
+        self._follow_encounters(bound, done)
+
+    def _follow_encounters(self, bound: list[str], done: set[str]) -> None:
+        """Two people walking past each other so closely that no jump shows: when they part, each
+        should carry on the way they were going; if each id now carries on the other's way, the
+        tracker gave them each other's ids while they were together."""
+        now = self._frame_t
+        for a in bound:
+            for b in bound:
+                if a >= b or self.owner[a] == self.owner[b] or (a, b) in self._encounters:
+                    continue
+                ha, hb = self.memory.tracks[a], self.memory.tracks[b]
+                if math.dist(ha.last_xy, hb.last_xy) < ENCOUNTER_OPEN_M:
+                    va, vb = _velocity(ha, now - 0.2), _velocity(hb, now - 0.2)
+                    if va is not None and vb is not None:
+                        self._encounters[(a, b)] = (now, ha.last_xy, va, hb.last_xy, vb)
+        for (a, b), (t0, pa, va, pb, vb) in list(self._encounters.items()):
+            track_a, track_b = self.memory.tracks.get(a), self.memory.tracks.get(b)
+            if track_a is None or track_b is None or a not in self.owner or b not in self.owner or a in done \
+                    or b in done:
+                del self._encounters[(a, b)]
+                continue
+            ha, hb = track_a, track_b
+            apart = math.dist(ha.last_xy, hb.last_xy) > ENCOUNTER_CLOSE_M
+            if not apart and now - t0 < ENCOUNTER_MAX_S:
+                continue
+            del self._encounters[(a, b)]
+            walking = math.hypot(*va) > ENCOUNTER_WALK_M_S and math.hypot(*vb) > ENCOUNTER_WALK_M_S
+            if not apart or not walking or ha.last_t < now - 0.3 or hb.last_t < now - 0.3:
+                continue
+            dt = now - t0
+            ea = (pa[0] + va[0] * dt, pa[1] + va[1] * dt)
+            eb = (pb[0] + vb[0] * dt, pb[1] + vb[1] * dt)
+            keep = math.dist(ha.last_xy, ea) ** 2 + math.dist(hb.last_xy, eb) ** 2
+            swap = math.dist(ha.last_xy, eb) ** 2 + math.dist(hb.last_xy, ea) ** 2
+            if keep > ENCOUNTER_MIN_COST_M2 and swap < ENCOUNTER_RATIO * keep:
+                self._swap(a, b)
+                done.update((a, b))
 
     def _swap(self, a: str, b: str, move_b: bool = True) -> None:
         """From its newest point on, the tracker id behind `a` continues b's person and vice versa
@@ -432,9 +504,11 @@ class VisitBook:
             for i, member in enumerate(visit.people):
                 if member.left is not None:
                     continue
-                h = self.memory.tracks.get(member.tracks[-1])
+                h = self.last_seen(member)
                 if h is None:
                     continue
+                if h.last_t > event.t + STILL_SEEN_S and segment_distance(h.last_xy, self._exit) > STILL_SEEN_M:
+                    continue  # still walking about the shop well after that exit: not the one who left
                 pos = h.position_at(event.t) if h.last_t >= event.t - 3.0 else None
                 if pos is None:
                     pos = h.last_xy
