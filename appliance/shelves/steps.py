@@ -41,8 +41,7 @@ INDEPENDENT_PER_S = 4.0
 SIGNIFICANT_SIGMA = 4.0
 NUDGE = 0.2
 HISTORY = 64
-PARTNER_MIN_G = 2.0
-PARTNER_SIGMA = 3.0
+PARTNER_MIN_G = 0.5
 
 
 @dataclass(slots=True)
@@ -359,9 +358,9 @@ class StepDetector:
                 if moved is None:
                     continue
                 delta, span = moved
-                noise = float(self.noise[q])
-                floor = max(PARTNER_MIN_G, PARTNER_SIGMA * noise / math.sqrt(max(1.0, span * INDEPENDENT_PER_S)))
-                if delta * total > 0 and abs(delta) >= floor:
+                # Unbiased even when small: leaving a share of the unit out would bias the weight low.
+                noise = float(self.noise[q]) / math.sqrt(max(1.0, span * INDEPENDENT_PER_S))
+                if abs(delta) >= PARTNER_MIN_G:
                     changes.append(PlateChange(self.ids[q], delta, noise))
         changes.sort(key=lambda c: c.sensor)
         return ShelfEvent(t_start, t_end, tuple(changes))
