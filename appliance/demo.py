@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
@@ -20,10 +20,12 @@ import numpy as np
 from appliance.events import GateEvent, Receipt, TrackPoint
 from appliance.fusion.loop import ShopFloor
 from appliance.gate.passes import parse_pass_unchecked
+from appliance.replay import merge_streams
 from appliance.sim.recording import Recording
 from appliance.sim.score import Score, score
 
 TICK_S = 0.25
+VISION_REPORT_S = 5.0
 # ISO 4217 currencies without minor units; all others shown with two decimals.
 ZERO_DECIMAL = frozenset({"KRW", "JPY", "VND", "CLP", "ISK", "PYG", "UGX", "XAF", "XOF", "RWF", "KMF", "GNF"})
 
@@ -68,18 +70,34 @@ class Console:
 
 
 def play(rec: Recording, speed: float = 1.0, out: TextIO = sys.stdout,
-         sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> DemoStats:
-    """Play a recording through a ShopFloor, paced at `speed` x real time (0 = as fast as possible)."""
+         sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+         level: str = "tracks") -> DemoStats:
+    """Play a recording through a ShopFloor, paced at `speed` x real time (0 = as fast as possible).
+
+    With `level` "video" the cameras' footage goes through the real detector and floor tracker
+    first, and the demo reports how many people it tracks and the frame rate it keeps.
+    """
     con = Console(rec, out)
     floor = ShopFloor(rec.config, exits_from_gate=any(e.kind == "exit" for e in rec.gate))
     stats = DemoStats()
-    stream: list[GateEvent | TrackPoint] = sorted([*rec.gate, *(rec.tracks or [])],
-                                                  key=lambda x: (x.t, isinstance(x, TrackPoint)))
+    frames = None
+    if level == "video":
+        from appliance.vision import pipeline
+        from appliance.vision.detector import OnnxDetector
+
+        assert rec.video is not None, "this recording has no video"
+        frames = pipeline.detections_from_video(rec.config, rec.video, OnnxDetector.from_settings(rec.config.vision))
+        tracks: Iterable[TrackPoint] = pipeline.tracks_from_detections(rec.config, frames)
+    else:
+        tracks = rec.tracks or []
+    stream = merge_streams(sorted(rec.gate, key=lambda e: e.t), tracks)
     w = rec.weights
     start, end = rec.start, rec.end
     wall0 = clock()
-    k = wi = 0
+    wi = 0
     seen_decisions = 0
+    nxt = next(stream, None)
+    last_vision = wall0
     tracks_seen: set[str] = set()
     receipts: list[Receipt] = []
     con.say(start, f"{rec.config.store.name}: {len(rec.config.products)} products on {len(rec.config.sensors)} "
@@ -91,9 +109,9 @@ def play(rec: Recording, speed: float = 1.0, out: TextIO = sys.stdout,
             lag = (tick - start) / speed - (clock() - wall0)
             if lag > 0:
                 sleep(lag)
-        while k < len(stream) and stream[k].t < tick:
-            item = stream[k]
-            k += 1
+        while nxt is not None and nxt.t < tick:
+            item = nxt
+            nxt = next(stream, None)
             if isinstance(item, GateEvent):
                 if item.kind == "entry":
                     claims = parse_pass_unchecked(item.pass_text)
@@ -117,6 +135,12 @@ def play(rec: Recording, speed: float = 1.0, out: TextIO = sys.stdout,
         for r in done:
             _receipt(con, r, stats)
         receipts += done
+        if frames is not None and clock() - last_vision >= VISION_REPORT_S:
+            elapsed = max(clock() - wall0, 1e-6)
+            people = len(floor.memory.active(tick - 1.0, tick))
+            con.say(tick, f"   vision: {people} people tracked; {frames.frames / elapsed:.1f} frames/s over "
+                          f"{len(rec.video or [])} cameras, {frames.skipped} unchanged frames skipped")
+            last_vision = clock()
         tick += TICK_S
     last = floor.finish(end + TICK_S)
     for d in floor.decisions[seen_decisions:]:

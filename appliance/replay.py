@@ -42,7 +42,7 @@ class ReplayResult:
     refunded: list[str]
 
 
-def _merge(gate: list[GateEvent], tracks: Iterable[TrackPoint]) -> Iterator[GateEvent | TrackPoint]:
+def merge_streams(gate: list[GateEvent], tracks: Iterable[TrackPoint]) -> Iterator[GateEvent | TrackPoint]:
     """Gate events and track points in time order (a gate event first when times are equal)."""
     gi = 0
     for p in tracks:
@@ -53,7 +53,7 @@ def _merge(gate: list[GateEvent], tracks: Iterable[TrackPoint]) -> Iterator[Gate
     yield from gate[gi:]
 
 
-def _tracks_for(rec: Recording, level: str) -> Iterable[TrackPoint]:
+def tracks_for(rec: Recording, level: str) -> Iterable[TrackPoint]:
     if level == "tracks":
         assert rec.tracks is not None
         return rec.tracks
@@ -89,7 +89,7 @@ def replay(rec: Recording, level: str | None = None, progress: Progress | None =
     claims: dict[int, PassClaims] = {i: parse_pass_unchecked(e.pass_text) for i, e in enumerate(rec.gate)
                                      if e.kind == "entry"}
     gate_index = {id(e): i for i, e in enumerate(rec.gate)}
-    stream = _merge(rec.gate, _tracks_for(rec, level))
+    stream = merge_streams(rec.gate, tracks_for(rec, level))
     nxt: GateEvent | TrackPoint | None = next(stream, None)
     wi = 0
     tick = start + TICK_S

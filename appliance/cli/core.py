@@ -38,6 +38,8 @@ def register(commands: Any, bench: Any) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--speed", type=float, default=1.0, help="times real time; 0 = as fast as possible")
     p.add_argument("--recording", help="play this recording folder instead of simulating one")
+    p.add_argument("--video", action="store_true",
+                   help="film the simulated shop and track people from the footage with the real detector")
     p.set_defaults(func=cmd_demo)
 
     b = bench.add_parser("accuracy", help="the scenario suite over several seeds: F1, exact receipts, overcharge")
@@ -177,20 +179,29 @@ def cmd_bench_shelves(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
     from appliance.demo import play
     from appliance.sim.recording import RecordingError, read_recording
 
-    try:
-        if args.recording:
-            rec = read_recording(args.recording)
-        else:
-            from appliance.sim.live import simulated_recording
+    with tempfile.TemporaryDirectory(prefix="walkout-demo-") as tmp:
+        try:
+            if args.recording:
+                rec = read_recording(args.recording)
+            elif args.video:
+                from appliance.sim.simulator import generate
 
-            print(f"simulating scenario {args.scenario!r} (seed {args.seed}) ...", file=sys.stderr)
-            rec = simulated_recording(args.scenario, args.seed)
-    except (RecordingError, KeyError, ValueError) as err:
-        raise CliError(str(err)) from err
-    play(rec, speed=args.speed)
+                print(f"simulating and filming scenario {args.scenario!r} (seed {args.seed}) ...", file=sys.stderr)
+                rec = read_recording(generate(args.scenario, args.seed, Path(tmp) / "shop", cameras=2))
+            else:
+                from appliance.sim.live import simulated_recording
+
+                print(f"simulating scenario {args.scenario!r} (seed {args.seed}) ...", file=sys.stderr)
+                rec = simulated_recording(args.scenario, args.seed)
+        except (RecordingError, KeyError, ValueError) as err:
+            raise CliError(str(err)) from err
+        level = "video" if args.video or (args.recording and rec.video) else "tracks"
+        play(rec, speed=args.speed, level=level)
     return 0
 
 

@@ -349,7 +349,6 @@ class StepDetector:
             PlateChange(self.ids[p], sum(m.delta_g for m in ms), max(m.noise_g for m in ms))
             for p, ms in sorted(by_plate.items())
         ]
-        total = sum(c.delta_g for c in changes)
         for p in sorted(by_plate):
             for q in self.partners[p]:
                 if q in by_plate or q in self._busy or any(c.sensor == self.ids[q] for c in changes):
