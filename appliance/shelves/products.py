@@ -28,6 +28,7 @@ LOG_PLATE_TOUCHING = math.log(0.01)
 LOG_UNEXPLAINED = math.log(0.02) - math.log(5000.0)
 LOG_BY_WEIGHT_DENSITY = -math.log(3000.0)
 MEASURE_FLOOR_G = 1.0
+MIN_BY_WEIGHT_G = 5.0  # a scoop lighter than this is noise, not a sale
 # Load cells misread a change in proportion to it (calibration gain, creep after a heavy load).
 RELATIVE_ERROR = 0.005
 
@@ -185,7 +186,7 @@ def explain(
                       + a.log_prior + b.log_prior + plate_penalty([a.sku, b.sku]))
                 hyps.append(Hypothesis((Item(a.sku, na), Item(b.sku, nb)), ll, residual_g=resid))
     for c in cands.values():
-        if c.by_weight:
+        if c.by_weight and magnitude >= MIN_BY_WEIGHT_G:
             ll = LOG_BY_WEIGHT_DENSITY + c.log_prior + plate_penalty([c.sku])
             hyps.append(Hypothesis((Item(c.sku, 0, round(magnitude, 1)),), ll))
     hyps.append(Hypothesis((), LOG_UNEXPLAINED, residual_g=magnitude))
