@@ -66,6 +66,7 @@ class Script:
     hands: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
     walks: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
     gate: list[GateEvent] = field(default_factory=list)
+    ready_at: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def shop(cls, **kw: Any) -> Script:
@@ -146,7 +147,9 @@ class Script:
                 k += 1
             sel = (block.t >= tick - 0.25) & (block.t < tick)
             floor.samples(SampleBlock(block.t[sel], block.sensor[sel], block.grams[sel]))
-            receipts += floor.advance(float(tick))
+            done = floor.advance(float(tick))
+            self.ready_at.update({r.visit: float(tick) for r in done})
+            receipts += done
         receipts += floor.finish(t1)
         charged = {r.visit: {ln.sku: ln.qty for ln in r.lines} for r in receipts}
         self.receipts = receipts

@@ -146,3 +146,26 @@ def test_a_shop_that_stays_empty_for_longer_than_positions_are_kept_carries_on()
     s.leave(later + 20)
     _, charged = s.run(T0, later + 30)
     assert charged == {"MMMMMMMMMMMMMMMMMMMMMM": {}, "NNNNNNNNNNNNNNNNNNNNNN": {"cola": 1}}
+
+
+def test_a_receipt_is_ready_right_after_the_shopper_leaves_when_nothing_of_theirs_is_undecided():
+    s = Script.shop()
+    s.enter("OOOOOOOOOOOOOOOOOOOOOO", T0 + 1)
+    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
+    s.change("g1.s1.p1", T0 + 9, -521.0)
+    s.leave(T0 + 20)
+    _, charged = s.run(T0, T0 + 30)
+    assert charged == {"OOOOOOOOOOOOOOOOOOOOOO": {"cola": 1}}
+    assert s.ready_at["OOOOOOOOOOOOOOOOOOOOOO"] <= T0 + 20.5
+
+
+def test_a_receipt_waits_for_a_pick_that_began_before_the_shopper_left():
+    s = Script.shop()
+    s.enter("PPPPPPPPPPPPPPPPPPPPPP", T0 + 1)
+    s.walk("t1", [(T0 + 1, 1.0, 0.3), (T0 + 6, 1.05, 3.45), (T0 + 17.6, 1.05, 3.45), (T0 + 19.0, 2.5, 0.2),
+                  (T0 + 19.6, 2.5, -0.5)])
+    s.change("g1.s1.p1", T0 + 17.2, -521.0, press=(1.0, 300.0))  # grabbed on the way out
+    s.leave(T0 + 19.0)
+    _, charged = s.run(T0, T0 + 30)
+    assert charged == {"PPPPPPPPPPPPPPPPPPPPPP": {"cola": 1}}
+    assert s.ready_at["PPPPPPPPPPPPPPPPPPPPPP"] > T0 + 19.5

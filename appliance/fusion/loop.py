@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from appliance.config import StoreConfig
 from appliance.events import (
     CartChange,
@@ -40,7 +42,7 @@ logger = logging.getLogger(__name__)
 LOOKBACK_S = 1.5
 LOOKAHEAD_S = 0.5
 LOG_SPLIT = math.log(0.3)
-CLOSE_GRACE_S = 2.0
+CLOSE_MIN_S = 0.25
 CLOSE_MAX_WAIT_S = 30.0
 OVERLAP_MARGIN_S = 0.5
 CLUSTER_RADIUS_M = 3.0
@@ -188,11 +190,10 @@ class ShopFloor:
     def _finish_visits(self, now: float, final: bool) -> list[Receipt]:
         out: list[Receipt] = []
         keep: list[Visit] = []
-        oldest = self._oldest_undecided()
-        wait = self.config.shelves.settle_s + self.config.fusion.resolve_lag_s + CLOSE_GRACE_S
+        undecided = self._undecided()
         for visit in self.closing:
             left = visit.left if visit.left is not None else now
-            ready = now >= left + wait and (oldest is None or oldest > left)
+            ready = now >= left + CLOSE_MIN_S and not self._may_still_change(visit, left, undecided)
             if final or ready or now >= left + CLOSE_MAX_WAIT_S:
                 cart = self.carts.pop(visit.nonce, Cart(visit.nonce))
                 self.closed_carts[visit.nonce] = (cart, visit.entered, left)
@@ -205,11 +206,31 @@ class ShopFloor:
         self.closing = keep
         return out
 
-    def _oldest_undecided(self) -> float | None:
-        times = [e.t_start for e in self.pending]
-        times += [b.since for b in self.steps._busy.values()]
-        times += [s.t_start for s in self.steps._steps]
-        return min(times) if times else None
+    def _undecided(self) -> list[tuple[float, str]]:
+        """Shelf changes not decided yet: (when they began, plate)."""
+        out = [(e.t_start, c.sensor) for e in self.pending for c in e.changes]
+        out += [(b.since, self.steps.ids[s]) for s, b in self.steps._busy.items()]
+        out += [(st.t_start, self.steps.ids[st.sensor]) for st in self.steps._steps]
+        return out
+
+    def _may_still_change(self, visit: Visit, left: float, undecided: Sequence[tuple[float, str]]) -> bool:
+        """Could a shelf change not yet decided still land in this cart? Only one that began before
+        the shopper left, on a plate one of their people was near at the time; anything else in the
+        shop does not hold up their receipt (and the charge)."""
+        for since, sensor in undecided:
+            if since > left:
+                continue
+            plate = self.sensors[sensor].pos
+            for person in visit.people:
+                for tid in person.tracks:
+                    h = self.memory.tracks.get(tid)
+                    if h is None:
+                        continue
+                    _, xy, _ = h.window(since - LOOKBACK_S, left)
+                    if xy.shape[0] and float(np.min(np.hypot(xy[:, 0] - plate[0], xy[:, 1] - plate[1]))) \
+                            <= self.config.fusion.reach_m + 0.3:
+                        return True
+        return False
 
     # --- deciding shelf events --------------------------------------------------------------------
 
