@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "appliance.cli.sim",
     "appliance.cli.payments",
     "appliance.cli.vault",
+    "appliance.cli.app",
 )
 
 

@@ -126,6 +126,7 @@ class Outbox:
         self._timezone = timezone
         self._idle_s = idle_s
         self._retry: dict[str, _Retry] = {}
+        self.passes = 0
         self._unreachable = False
         self._refused = False
         self._lock = threading.Lock()  # one pass at a time (the worker, or a caller of run_once)
@@ -209,6 +210,7 @@ class Outbox:
                     sent += 1
                     answered += self._send_refund(refund, now)
             waiting = len(charges) + len(refunds) - answered
+            self.passes += 1
             return OutboxPass(sent, answered, waiting)
 
     def _due(self, row: str, now: float) -> bool:

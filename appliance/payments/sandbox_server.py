@@ -20,6 +20,7 @@ import json
 import logging
 import secrets
 import socket
+import sys
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,7 +53,7 @@ class SandboxProcessor:
         self.requests: dict[str, int] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server = _Server(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -108,6 +109,15 @@ class SandboxProcessor:
     def wait(self, seconds: float) -> None:
         """A delay fault's wait; cut short when the sandbox stops."""
         self._stop.wait(seconds)
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server; a client that hung up before its answer (a read timeout) is normal, not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler_for(sandbox: SandboxProcessor) -> type[BaseHTTPRequestHandler]:
