@@ -21,12 +21,12 @@ All must be 0.
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import logging
+import multiprocessing
 import os
 import random
-import select
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -132,8 +132,9 @@ class BenchResult:
     def lines(self) -> list[str]:
         out = [
             f"crash harness: simulated '{SCENARIO}' day, seed {self.day.seed}, {len(self.day.passes)} visits "
-            f"({self.day.paid} with something to pay); the appliance is a child process killed with SIGKILL, "
-            "the sandbox processor lives in the harness process with its state in its own file"
+            f"({self.day.paid} with something to pay); the appliance is a child process (`appliance run`, forked "
+            "from a preloaded server) killed with SIGKILL, the sandbox processor lives in the harness process with "
+            "its state in its own file"
         ]
         total = Figures()
         for condition, runs in self.by_condition().items():
@@ -197,28 +198,77 @@ def _store_toml(day: Day, work: Path, api_base: str) -> Path:
     return path
 
 
-def _start(day: Day, store: Path, work: Path, name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "appliance", "run", "--config", str(store), "--recording", str(day.folder),
-               "--settle-timeout", "60"]  # fmt: skip
-    with (work / f"{name}.log").open("wb") as log:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env)
+# The appliance processes are forked from a server that has already imported the appliance, so each
+# run costs the appliance's own work, not two seconds of interpreter start-up and imports.
+_PRELOAD = ["appliance.cli", "appliance.cli.app", "appliance.app", "appliance.sim.recording",
+            "appliance.payments.stripe_gateway", "appliance.vault.opening"]  # fmt: skip
+_STARTED = "appliance started"
 
 
-def _wait_started(proc: subprocess.Popen[bytes], timeout_s: float) -> float | None:
-    """Wait for the child's "appliance started" line; the monotonic time it came, or None if it never did."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
-    if not ready or b"appliance started" not in proc.stdout.readline():
+class _StartedMarker(io.TextIOBase):
+    """The child's stdout: passes text on, and raises `started` when the appliance says it started."""
+
+    def __init__(self, out: io.TextIOBase, started: Any) -> None:
+        self._out = out
+        self._started = started
+
+    def write(self, text: str) -> int:
+        if _STARTED in text:
+            self._started.set()
+        return self._out.write(text)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
+def appliance_process(argv: list[str], crash: dict[str, str], log: str, started: Any) -> None:
+    """Run `appliance ARGV` in this (forked) process, as the command line would, with the crash points set."""
+    from appliance.cli import main
+
+    for name in (CRASH_ENV, CRASH_AFTER_ENV):
+        os.environ.pop(name, None)
+    os.environ.update(crash)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = _StartedMarker(io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), line_buffering=True), started)
+    sys.exit(main(argv))
+
+
+@dataclass(slots=True)
+class _Child:
+    process: Any
+    started: Any
+
+    def wait_started(self, timeout_s: float) -> float | None:
+        """When the child said it started (monotonic time), or None if it ended or timed out first."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.started.wait(0.01):
+                return time.monotonic()
+            if not self.process.is_alive():
+                return None
         return None
-    return time.monotonic()
+
+    def finish(self, timeout_s: float) -> int:
+        self.process.join(timeout_s)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        return int(self.process.exitcode)
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            os.kill(self.process.pid, signal.SIGKILL)
 
 
-def _finish(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    try:
-        proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+def _start(day: Day, store: Path, work: Path, name: str, crash: dict[str, str]) -> _Child:
+    ctx = multiprocessing.get_context("forkserver")
+    argv = ["run", "--config", str(store), "--recording", str(day.folder), "--settle-timeout", "60"]
+    started = ctx.Event()
+    process = ctx.Process(target=appliance_process, args=(argv, crash, str(work / f"{name}.log"), started))
+    process.start()
+    return _Child(process, started)
 
 
 def crash_run(day: Day, work: Path, condition: str, *, hit: int = 0, kill_after_s: float | None = None) -> RunResult:
@@ -228,33 +278,28 @@ def crash_run(day: Day, work: Path, condition: str, *, hit: int = 0, kill_after_
     """
     work.mkdir(parents=True)
     write_key_file(work / "master.key", os.urandom(32))
-    env = {k: v for k, v in os.environ.items() if k not in (CRASH_ENV, CRASH_AFTER_ENV)}
     with SandboxProcessor(work / "processor.db") as sandbox:
         store = _store_toml(day, work, sandbox.url)
-        if condition in ("random", "none"):
-            first = _start(day, store, work, "first", env)
-        else:
-            first = _start(day, store, work, "first", {**env, CRASH_ENV: condition, CRASH_AFTER_ENV: str(hit)})
-        started = _wait_started(first, RUN_TIMEOUT_S)
+        crash = {} if condition in ("random", "none") else {CRASH_ENV: condition, CRASH_AFTER_ENV: str(hit)}
+        first = _start(day, store, work, "first", crash)
+        started = first.wait_started(RUN_TIMEOUT_S)
         if condition == "random" and started is not None and kill_after_s is not None:
-            try:
-                first.wait(max(0.0, started + kill_after_s - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                first.send_signal(signal.SIGKILL)
-        _finish(first, RUN_TIMEOUT_S)
+            first.process.join(max(0.0, started + kill_after_s - time.monotonic()))
+            first.kill()
+        code = first.finish(RUN_TIMEOUT_S)
         first_s = time.monotonic() - started if started is not None else 0.0
-        killed = first.returncode == -signal.SIGKILL
+        killed = code == -signal.SIGKILL
         detail = ""
         if condition == "none":
-            finished = first.returncode == 0
+            finished = code == 0
         else:
-            second = _start(day, store, work, "second", env)
-            _finish(second, RUN_TIMEOUT_S)
-            finished = second.returncode == 0
+            second = _start(day, store, work, "second", {})
+            again = second.finish(RUN_TIMEOUT_S)
+            finished = again == 0
             if not finished:
-                detail = f"{condition}: the restarted appliance exited with {second.returncode} (see {work})"
+                detail = f"{condition}: the restarted appliance exited with {again} (see {work})"
         if condition not in ("random", "none") and not killed:
-            detail = f"{condition} (after {hit}): the point was never reached (exit {first.returncode})"
+            detail = f"{condition} (after {hit}): the point was never reached (exit {code})"
         figures = check(day, work, sandbox)
     return RunResult(condition, killed, finished, figures, first_s, detail)
 
@@ -320,6 +365,7 @@ def run_bench(
     """Every named point `runs` times and `randoms` random kills, `workers` at a time; see the module docstring."""
     say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
     logging.getLogger("appliance.payments.sandbox_server").setLevel(logging.WARNING)
+    multiprocessing.get_context("forkserver").set_forkserver_preload(_PRELOAD)
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="walkout-crash-") as tmp:
         root = Path(tmp)

@@ -55,13 +55,14 @@ class FaultyDay:
     wrong_amounts: int
     charge_requests: int
     faults_injected: dict[str, int]
+    faults_unused: int
     outage_s: float
     box_clock_s: float
 
     @property
     def clean(self) -> bool:
         return not (self.double_charges or self.lost_visits or self.not_final or self.wrong_amounts) and (
-            self.paid == self.to_pay
+            self.paid == self.to_pay and self.faults_unused == 0
         )
 
     def line(self) -> str:
@@ -70,7 +71,8 @@ class FaultyDay:
             f"{self.scenario} seed {self.seed}: {self.visits} visits, {self.to_pay} to pay, {self.paid} paid once, "
             f"{self.none_due} with nothing to pay; double charges {self.double_charges}, lost visits "
             f"{self.lost_visits}, not final {self.not_final}, wrong amounts {self.wrong_amounts}; "
-            f"{self.charge_requests} charge requests for {self.to_pay} charges through {faults} and "
+            f"{self.charge_requests} charge requests for {self.to_pay} charges through {faults} "
+            f"({self.faults_unused} unused) and "
             f"{self.outage_s / 60:.0f} min down ({self.box_clock_s:.0f} s of box clock)"
         )
 
@@ -184,6 +186,7 @@ def run_faulty_day(scenario: str, seed: int, folder: Path, **overrides: Any) -> 
             wrong_amounts=wrong,
             charge_requests=sandbox.requests.get("POST /v1/payment_intents", 0),
             faults_injected=dict(injected),
+            faults_unused=sandbox.faults.unused(),
             outage_s=OUTAGE_S,
             box_clock_s=clock.now() - BOX_START,
         )
