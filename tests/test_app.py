@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import secrets
 import threading
 import time
@@ -107,16 +108,25 @@ def check_day(vault: Vault, sandbox: SandboxProcessor, recording: Recording, exp
     assert vault.verify_audit().ok
 
 
-def test_a_simulated_day_is_charged_exactly_as_the_replay_says(
-    day: tuple[Recording, ReplayResult], vault: Vault, gateway: StripeGateway, sandbox: SandboxProcessor
-) -> None:
+def test_a_simulated_day_is_charged_exactly_as_the_replay_says_and_logs_no_secret(
+    day: tuple[Recording, ReplayResult], vault: Vault, gateway: StripeGateway, sandbox: SandboxProcessor,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
     recording, expected = day
     assert sum(r.total > 0 for r in expected.receipts) >= 3 and any(r.review for r in expected.receipts)
     app = Appliance(recording.config, RecordingSource(recording), vault=vault, gateway=gateway,
                     clock=sandbox.clock, retention=False)  # fmt: skip
-    assert app.run(60.0)
+    with caplog.at_level(logging.DEBUG):
+        assert app.run(60.0)
     check_day(vault, sandbox, recording, expected)
     assert app.recorder is not None and app.recorder.recognised == 0
+    assert "paid" in caplog.text  # the log says what happened...
+    secrets_seen = [c.idempotency_key for c in vault.charges()]
+    for entry in (e for e in recording.gate if e.kind == "entry"):
+        claims = parse_pass_unchecked(entry.pass_text)
+        secrets_seen += [entry.pass_text, claims.tok, claims.tok.split("/")[0], claims.nonce]
+    for secret in secrets_seen:
+        assert secret not in caplog.text  # ...without a pass, a token, a nonce or a key
 
 
 def test_an_appliance_stopped_mid_day_and_started_again_charges_nothing_twice(
