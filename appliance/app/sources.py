@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from appliance.config import StoreConfig
-from appliance.events import GateEvent, TrackPoint
+from appliance.events import GateEvent, SampleBlock, TrackPoint
 from appliance.gate.admission import GateKeeper
 from appliance.gate.card import CardDesk
 from appliance.gate.clock import Clock, WallClock
@@ -34,11 +34,20 @@ from appliance.shelves.ingest import MqttShelfSource, ShelfIngest
 if TYPE_CHECKING:
     from appliance.sim.recording import Recording
 
-from appliance.app.core import CoreLoop
 
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.25
+
+
+class Feed(Protocol):
+    """What a source drives: the core loop (or anything else that takes the floor's inputs in time order)."""
+
+    def gate(self, event: GateEvent) -> None: ...
+    def track(self, point: TrackPoint) -> None: ...
+    def samples(self, block: SampleBlock) -> None: ...
+    def advance(self, now: float) -> None: ...
+    def finish(self, end: float) -> None: ...
 
 
 class Source(Protocol):
@@ -47,7 +56,7 @@ class Source(Protocol):
     replays_from_start: bool
     exits_from_gate: bool
 
-    def run(self, loop: CoreLoop, stop: threading.Event) -> None: ...
+    def run(self, loop: Feed, stop: threading.Event) -> None: ...
 
 
 def merge(gate: Sequence[GateEvent], tracks: Iterable[TrackPoint]) -> Iterator[GateEvent | TrackPoint]:
@@ -85,7 +94,7 @@ class RecordingSource:
         self.exits_from_gate = any(e.kind == "exit" for e in recording.gate)
         self.finished = False
 
-    def run(self, loop: CoreLoop, stop: threading.Event) -> None:
+    def run(self, loop: Feed, stop: threading.Event) -> None:
         rec = self.recording
         assert rec.tracks is not None
         w = rec.weights
@@ -183,7 +192,7 @@ class LiveSource:
         self.ingest = ShelfIngest([s.id for s in config.sensors], lambda: int(self._clock.now() * 1000))
         self.ready = threading.Event()
 
-    def run(self, loop: CoreLoop, stop: threading.Event) -> None:
+    def run(self, loop: Feed, stop: threading.Event) -> None:
         mqtt = self._config.mqtt
         shop = self._config.store.id
         link = GateLink(

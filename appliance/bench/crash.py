@@ -26,6 +26,7 @@ import logging
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -361,8 +362,13 @@ def run_bench(
     shoppers: int = 5,
     workers: int = 2,
     progress: Progress | None = None,
+    keep_failures: Path | None = None,
 ) -> BenchResult:
-    """Every named point `runs` times and `randoms` random kills, `workers` at a time; see the module docstring."""
+    """Every named point `runs` times and `randoms` random kills, `workers` at a time; see the module docstring.
+
+    A run with a problem has its folder (vault, processor state, both processes' logs) copied to
+    `keep_failures`, if given.
+    """
     say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
     logging.getLogger("appliance.payments.sandbox_server").setLevel(logging.WARNING)
     multiprocessing.get_context("forkserver").set_forkserver_preload(_PRELOAD)
@@ -384,7 +390,11 @@ def run_bench(
 
         def one(i: int) -> RunResult:
             condition, hit, after = plan[i]
-            result = crash_run(day, root / f"run{i}", condition, hit=hit, kill_after_s=after)
+            work = root / f"run{i}"
+            result = crash_run(day, work, condition, hit=hit, kill_after_s=after)
+            if keep_failures is not None and not (result.finished and result.figures.clean):
+                shutil.copytree(work, keep_failures / work.name, dirs_exist_ok=True)
+            shutil.rmtree(work, ignore_errors=True)  # a thousand runs' vaults would fill the disk
             with done:
                 results.append(result)
                 if len(results) % 10 == 0 or len(results) == len(plan):

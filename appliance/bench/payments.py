@@ -24,15 +24,22 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from appliance.events import GateEvent, Receipt
+from appliance.events import GateEvent, Receipt, SampleBlock, TrackPoint
+from appliance.fusion.loop import ShopFloor
+from appliance.sim.score import Score
 from appliance.vault import Charge
+
+if TYPE_CHECKING:
+    from appliance.sim.recording import Recording
 
 TARGET_P99_S = 1.0
 Progress = Callable[[str], None]
@@ -89,7 +96,7 @@ class VisitLatency:
         return self.core_wait + self.box
 
 
-def measure_day(scenario: str, seed: int, speed: float, folder: Path) -> list[VisitLatency]:
+def measure_day(scenario: str, seed: int, speed: float, folder: Path) -> tuple[list[VisitLatency], Recording]:
     """Play one simulated day through the appliance; the latency of every visit that had something to pay."""
     from appliance.app import Appliance, RecordingSource
     from appliance.payments.sandbox_server import SandboxProcessor
@@ -127,7 +134,56 @@ def measure_day(scenario: str, seed: int, speed: float, folder: Path) -> list[Vi
             VisitLatency(timing.ready_data - timing.left, timing.written_wall - timing.ready_wall,
                          at - timing.written_wall, end_to_end)
         )  # fmt: skip
-    return out
+    return out, recording
+
+
+class _ClosingTimes:
+    """A Feed for the what-if: the shop floor alone, noting when each visit's receipt comes out (data time)."""
+
+    def __init__(self, floor: ShopFloor) -> None:
+        self.floor = floor
+        self.receipts: list[Receipt] = []
+        self.waits: list[float] = []
+
+    def gate(self, event: GateEvent) -> None:
+        from appliance.gate.passes import parse_pass_unchecked
+
+        self.floor.gate(event, parse_pass_unchecked(event.pass_text) if event.kind == "entry" else None)
+
+    def track(self, point: TrackPoint) -> None:
+        self.floor.track(point)
+
+    def samples(self, block: SampleBlock) -> None:
+        self.floor.samples(block)
+
+    def advance(self, now: float) -> None:
+        self._note(self.floor.advance(now), now)
+
+    def finish(self, end: float) -> None:
+        self.receipts += self.floor.finish(end)
+
+    def _note(self, receipts: list[Receipt], now: float) -> None:
+        self.receipts += receipts
+        self.waits += [now - r.left for r in receipts if r.total > 0]
+
+
+def what_if_close_wait(recordings: list[Recording], close_wait_s: float | None) -> tuple[list[float], Score]:
+    """The core loop's wait (data time) and the receipts' score against the truth, with the close wait set."""
+    from appliance.app.sources import RecordingSource
+    from appliance.replay import ReplayResult, receipts_document
+    from appliance.sim.score import score
+
+    waits: list[float] = []
+    total = Score()
+    for recording in recordings:
+        floor = ShopFloor(recording.config, exits_from_gate=any(e.kind == "exit" for e in recording.gate))
+        floor.close_wait_s = close_wait_s
+        feed = _ClosingTimes(floor)
+        RecordingSource(recording).run(feed, threading.Event())
+        waits += feed.waits
+        result = ReplayResult(feed.receipts, [], [], [], [], "tracks")
+        total += score(receipts_document(result), recording.truth)
+    return waits, total
 
 
 def _p(values: list[float]) -> str:
@@ -138,18 +194,28 @@ def _p(values: list[float]) -> str:
     return f"p50 {p50:.2f} s, p99 {p99:.2f} s, max {a.max():.2f} s"
 
 
-def run_latency_bench(scenario: str, seeds: int, speed: float, progress: Progress | None = None) -> list[str]:
-    """Measure `seeds` simulated days; the report's lines."""
+def run_latency_bench(
+    scenario: str, seeds: int, speed: float, what_if_s: float | None = 0.5, progress: Progress | None = None
+) -> list[str]:
+    """Measure `seeds` simulated days; the report's lines.
+
+    With `what_if_s`, the same days are also replayed with the shop floor's close wait set to that
+    (the `ShopFloor.close_wait_s` hook) and scored against the simulator's truth beside today's rule,
+    so the lead sees what a shorter wait would gain and cost.
+    """
     from appliance.config.model import FusionSettings, ShelfSettings
     from appliance.fusion.loop import CLOSE_GRACE_S, CLOSE_MAX_WAIT_S
 
     say = progress or (lambda text: print(text, flush=True, file=__import__("sys").stderr))
     logging.getLogger("appliance.payments.sandbox_server").setLevel(logging.WARNING)
     visits: list[VisitLatency] = []
+    recordings = []
     for seed in range(1, seeds + 1):
         say(f"  playing {scenario} seed {seed}{'' if speed <= 0 else f' at {speed:g}x real time'}")
         with tempfile.TemporaryDirectory(prefix="walkout-latency-") as folder:
-            visits += measure_day(scenario, seed, speed, Path(folder))
+            measured, recording = measure_day(scenario, seed, speed, Path(folder))
+        visits += measured
+        recordings.append(recording)
     if not visits:
         return [f"no visit of {scenario} had anything to pay; nothing to measure"]
     fixed = ShelfSettings().settle_s + FusionSettings().resolve_lag_s + CLOSE_GRACE_S
@@ -177,6 +243,14 @@ def run_latency_bench(scenario: str, seeds: int, speed: float, progress: Progres
         f"goal p99 < {TARGET_P99_S:g} s: {verdict}; the core loop's close wait is {share:.1%} of the path, "
         f"the box's own work p99 {float(np.percentile([v.box for v in visits], 99)) * 1000:.1f} ms"
     )
+    if what_if_s is not None:
+        say(f"  what-if: replaying the same days with the close wait at {what_if_s:g} s")
+        for label, wait in ((f"today ({fixed:g} s)", None), (f"what-if {what_if_s:g} s", what_if_s)):
+            waits, sc = what_if_close_wait(recordings, wait)
+            lines.append(
+                f"  close wait {label:<16}: core loop {_p(waits)}; receipts vs truth F1 {sc.f1:.3f}, exact "
+                f"{sc.exact_share:.1%}, overcharge {sc.overcharge_share:.2%}, review items {sc.review_items}"
+            )
     lines.append(
         f"conditions: {seeds} simulated '{scenario}' day(s), {'as fast as possible' if speed <= 0 else f'{speed:g}x'}, "
         f"whole appliance in one process (vault SQLCipher synchronous=FULL, outbox thread, StripeGateway), sandbox "

@@ -53,6 +53,7 @@ def register(commands: Any, bench: Any) -> None:
     b.add_argument("--seed", type=int, default=1, help="seed of the simulated day and of the kill times")
     b.add_argument("--shoppers", type=int, default=5, help="visits in the simulated day (default 5)")
     b.add_argument("--workers", type=int, default=2, help="runs at once (default 2)")
+    b.add_argument("--keep-failures", type=Path, help="copy the folder of any run with a problem here")
     b.set_defaults(func=cmd_bench_crash)
 
     b = bench.add_parser("faults", help="simulated days charged through a faulty processor: charged once, none lost")
@@ -64,6 +65,11 @@ def register(commands: Any, bench: Any) -> None:
     b.add_argument("--scenario", default="day", help="simulated day (default: day, one hour with 20 visits)")
     b.add_argument("--seeds", type=int, default=3, help="simulated days, seeds 1..N (default 3)")
     b.add_argument("--speed", type=float, default=0.0, help="times real time; 0 = as fast as possible (default)")
+    b.add_argument(
+        "--what-if-close-wait", type=float, default=0.5, metavar="S",
+        help="also replay the days with the shop floor closing a visit S seconds after its exit and score both "
+        "against the truth (default 0.5; negative: skip)",
+    )  # fmt: skip
     b.set_defaults(func=cmd_bench_payments)
 
 
@@ -189,7 +195,8 @@ def cmd_bench_crash(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.shoppers < 2 or args.workers < 1:
         raise CliError("--runs, --workers must be at least 1 and --shoppers at least 2")
     randoms = args.random if args.random is not None else 10 * args.runs
-    result = run_bench(points, args.runs, randoms, seed=args.seed, shoppers=args.shoppers, workers=args.workers)
+    result = run_bench(points, args.runs, randoms, seed=args.seed, shoppers=args.shoppers, workers=args.workers,
+                       keep_failures=args.keep_failures)  # fmt: skip
     for line in result.lines():
         print(line)
     return 0 if result.clean else 1
@@ -224,6 +231,7 @@ def cmd_bench_payments(args: argparse.Namespace) -> int:
 
     if args.seeds < 1 or args.speed < 0:
         raise CliError("--seeds must be at least 1 and --speed at least 0")
-    for line in run_latency_bench(args.scenario, args.seeds, args.speed):
+    what_if = args.what_if_close_wait if args.what_if_close_wait >= 0 else None
+    for line in run_latency_bench(args.scenario, args.seeds, args.speed, what_if):
         print(line)
     return 0

@@ -114,6 +114,10 @@ class ShopFloor:
         self.low_stock: list[LowStock] = []
         self.decisions: list[Decision] = []
         self.now = -math.inf
+        # Hook for `appliance bench payments`'s what-if: when set, a visit may close this long after its
+        # exit (still only once every shelf event begun before the exit is decided) instead of
+        # settle_s + resolve_lag_s + CLOSE_GRACE_S. None keeps that rule.
+        self.close_wait_s: float | None = None
 
     # --- inputs ------------------------------------------------------------------------------------
 
@@ -176,6 +180,8 @@ class ShopFloor:
         keep: list[Visit] = []
         oldest = self._oldest_undecided()
         wait = self.config.shelves.settle_s + self.config.fusion.resolve_lag_s + CLOSE_GRACE_S
+        if self.close_wait_s is not None:
+            wait = self.close_wait_s
         for visit in self.closing:
             left = visit.left if visit.left is not None else now
             ready = now >= left + wait and (oldest is None or oldest > left)

@@ -1,0 +1,27 @@
+"""The charge path's benchmarks still measure what they say (figures are printed by `appliance bench`, not tested)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.bench.payments import measure_day, run_latency_bench, what_if_close_wait
+
+
+def test_the_latency_bench_measures_each_visit_from_exit_to_request_and_splits_the_path(tmp_path: Path) -> None:
+    visits, recording = measure_day("multi-unit", 1, 0.0, tmp_path)
+    assert len(visits) == 1
+    v = visits[0]
+    assert v.core_wait >= 3.5  # data time: today's close rule waits settle + resolve lag + grace after the exit
+    assert v.commit > 0 and v.send > 0 and abs(v.live - (v.core_wait + v.commit + v.send)) < 1e-9
+    assert v.wall_end_to_end is None  # only measured when played at a real-time pace
+    today, _ = what_if_close_wait([recording], None)
+    shorter, _ = what_if_close_wait([recording], 0.5)
+    assert today == [v.core_wait] and shorter[0] < today[0]
+
+
+def test_the_latency_bench_report_names_the_parts_and_the_goal() -> None:
+    lines = run_latency_bench("single-pick", 1, 0.0, what_if_s=0.5, progress=lambda text: None)
+    text = "\n".join(lines)
+    for part in ("exit -> charge request leaving the box", "core loop", "CLOSE_GRACE_S", "the box",
+                 "goal p99 < 1 s", "what-if 0.5 s", "conditions:"):  # fmt: skip
+        assert part in text, part
