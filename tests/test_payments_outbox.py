@@ -326,3 +326,15 @@ def test_processor_codes_are_stored_as_short_codes(raw: str, code: str) -> None:
 @pytest.mark.parametrize(("raw", "ref"), [("pi_123", "pi_123"), ("", ""), ("pi 1; drop", ""), ("p" * 97, "")])
 def test_processor_references_are_stored_only_when_they_look_like_ids(raw: str, ref: str) -> None:
     assert processor_ref(raw) == ref
+
+
+def test_a_damaged_row_holds_back_only_itself(vault: Vault, gateway: StripeGateway, sandbox: SandboxProcessor) -> None:
+    """Regression: a token that no longer unseals made the whole pass fail, so no other visit was charged."""
+    bad, good = close_a_visit(vault), close_a_visit(vault)
+    conn = vault.files.connection(vault.files.live_periods("payment_token")[0])
+    assert conn is not None
+    conn.execute("UPDATE payment_tokens SET token = ? WHERE visit = ?", (b"\x00" * 44, bad.visit))
+    outbox = an_outbox(vault, gateway, sandbox)
+    assert outbox.run_once().answered == 1
+    assert vault.charge(good.order_ref).state == "succeeded"  # type: ignore[union-attr]
+    assert vault.charge(bad.order_ref).state == "pending" and outbox.next_due() is not None  # type: ignore[union-attr]

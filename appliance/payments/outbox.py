@@ -25,11 +25,12 @@ processor answers.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import re
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from appliance.config.model import PaymentSettings
@@ -204,24 +205,35 @@ class Outbox:
             for charge in charges:
                 if self._due(charge.order_ref, now):
                     sent += 1
-                    answered += self._send_charge(charge, now)
+                    answered += self._guarded(charge.order_ref, now, functools.partial(self._send_charge, charge, now))
             for refund in refunds:
                 if self._due(refund.id, now):
                     sent += 1
-                    answered += self._send_refund(refund, now)
+                    answered += self._guarded(refund.id, now, functools.partial(self._send_refund, refund, now))
             waiting = len(charges) + len(refunds) - answered
             self.passes += 1
             return OutboxPass(sent, answered, waiting)
+
+    def _guarded(self, row: str, now: float, send: Callable[[], int]) -> int:
+        """Send one row; a vault error on it (a damaged row, a full disk) holds that row back, not the others."""
+        try:
+            return send()
+        except VaultError as err:
+            logger.error("a payment row could not be read or written; it waits and is tried again: %s", err)
+            self._later(row, now, None)
+            return 0
 
     def _due(self, row: str, now: float) -> bool:
         retry = self._retry.get(row)
         return retry is None or retry.due <= now
 
-    def _later(self, row: str, now: float, err: ProcessorError) -> None:
+    def _later(self, row: str, now: float, err: ProcessorError | None) -> None:
         retry = self._retry.get(row)
         attempts = 0 if retry is None else retry.attempts
         s = self._settings
         self._retry[row] = _Retry(attempts + 1, now + retry_delay(attempts, s.retry_first_s, s.retry_max_s, self._rng))
+        if err is None:
+            return
         if isinstance(err, ProcessorConfigError):
             if not self._refused:
                 logger.error("the processor refuses the box's credentials; charges wait until the owner fixes it")
