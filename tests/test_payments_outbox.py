@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -338,3 +339,28 @@ def test_a_damaged_row_holds_back_only_itself(vault: Vault, gateway: StripeGatew
     assert outbox.run_once().answered == 1
     assert vault.charge(good.order_ref).state == "succeeded"  # type: ignore[union-attr]
     assert vault.charge(bad.order_ref).state == "pending" and outbox.next_due() is not None  # type: ignore[union-attr]
+
+
+def test_a_charge_the_shopper_confirms_in_the_app_is_recorded_as_paid_without_being_sent_again(
+    vault: Vault, gateway: StripeGateway, sandbox: SandboxProcessor
+) -> None:
+    import urllib.request
+
+    charge = close_a_visit(vault, token="cus_a/pm_card_authenticationRequired")
+    outbox = an_outbox(vault, gateway, sandbox)
+    drain(outbox, clock_of(sandbox))
+    awaiting = vault.charge(charge.order_ref)
+    assert awaiting is not None and awaiting.state == "requires_action"
+    # The shopper's app confirms the payment with the processor (the box is not involved):
+    request = urllib.request.Request(f"{sandbox.url}/v1/payment_intents/{awaiting.processor_ref}/confirm",
+                                     data=b"", method="POST", headers={"Authorization": "Bearer sk_test_app"})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=5) as response:
+        assert json.loads(response.read())["status"] == "succeeded"
+    outbox.run_once()
+    assert vault.charge(charge.order_ref).state == "requires_action"  # type: ignore[union-attr]  # not looked up yet
+    clock_of(sandbox).advance(15 * 60)
+    outbox.run_once()
+    paid = vault.charge(charge.order_ref)
+    assert paid is not None and paid.state == "succeeded" and paid.processor_ref == awaiting.processor_ref
+    assert sandbox.requests["POST /v1/payment_intents"] == 1 and intents(sandbox) == {charge.order_ref: 1}
+    assert payments_status(vault, clock_of(sandbox).now()).needs_owner == ()

@@ -16,7 +16,8 @@ idempotency key, `pending`) in the transaction that closes the cart. This worker
 
 `declined` and `requires_action` ("awaiting shopper") are final for the outbox: never re-sent,
 and never under a new key (the box has no way to make one). The owner sees them
-(`appliance.payments.status`).
+(`appliance.payments.status`). A charge awaiting the shopper is looked up now and then by its
+order reference, so that once the shopper confirms it in their app the box records it as paid.
 
 A refund follows the same discipline: its row, with its own key, is written (`refund_line`,
 `refund_visit`) before anything is sent, then the worker re-sends it under that key until the
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 import re
 import threading
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 from appliance.config.model import PaymentSettings
 from appliance.events import Receipt
 from appliance.gate.clock import Clock
-from appliance.payments.attempts import attempt_charge, retry_delay
+from appliance.payments.attempts import attempt_charge, outcome_of, retry_delay
 from appliance.payments.gateway import (
     ChargeOutcome,
     ChargeRequest,
@@ -49,13 +51,15 @@ from appliance.payments.receipts import ReceiptError, receipt_document, seal_rec
 from appliance.payments.refunds import LineRefund, RefundError, line_units, plan_line_refund, plan_visit_refund
 from appliance.vault import Charge, ChargeStateError, Refund, UnknownRecordError, Vault, VaultError
 from appliance.vault.crashpoints import crash_point
-from appliance.vault.records import FAILED, PENDING, SUCCEEDED
+from appliance.vault.records import FAILED, PENDING, REQUIRES_ACTION, SUCCEEDED
 
 logger = logging.getLogger(__name__)
 
 CRASH_POINTS = ("charge.sending", "charge.answered", "charge.stored", "refund.recorded", "refund.answered")
 """The outbox's named crash points, in the order a charge (then a refund) passes them."""
 
+AWAITING_CHECK_S = 900.0
+AWAITING_DAYS = 7
 _CODE = re.compile(r"[a-z0-9_]{1,40}")
 _PROCESSOR_REF = re.compile(r"[A-Za-z0-9_.:/-]{1,96}")
 
@@ -102,6 +106,9 @@ class Outbox:
         idle_s: how often the worker looks at the vault when nothing wakes it; it is woken at once by
             `poke()` when a visit closes, so this only bounds how late a row written by another
             process is noticed.
+        awaiting_check_s: how often charges awaiting the shopper are looked up (by order reference,
+            never re-sent) to learn whether the shopper confirmed in the app; shorter tells the
+            owner sooner but asks the processor more often.
     """
 
     def __init__(
@@ -115,9 +122,10 @@ class Outbox:
         shop: str = "",
         timezone: str = "UTC",
         idle_s: float = 5.0,
+        awaiting_check_s: float = AWAITING_CHECK_S,
     ) -> None:
-        if not idle_s > 0:
-            raise ValueError(f"idle_s must be positive, got {idle_s!r}")
+        if not idle_s > 0 or not awaiting_check_s > 0:
+            raise ValueError(f"idle_s and awaiting_check_s must be positive, got {idle_s!r}, {awaiting_check_s!r}")
         self._vault = vault
         self._gateway = gateway
         self._clock = clock
@@ -126,6 +134,8 @@ class Outbox:
         self._shop = shop
         self._timezone = timezone
         self._idle_s = idle_s
+        self._awaiting_check_s = awaiting_check_s
+        self._next_awaiting_check = -math.inf
         self._retry: dict[str, _Retry] = {}
         self.passes = 0
         self._unreachable = False
@@ -211,8 +221,38 @@ class Outbox:
                     sent += 1
                     answered += self._guarded(refund.id, now, functools.partial(self._send_refund, refund, now))
             waiting = len(charges) + len(refunds) - answered
+            if now >= self._next_awaiting_check:
+                self._next_awaiting_check = now + self._awaiting_check_s
+                self._guarded("awaiting", now, functools.partial(self.check_awaiting, now))
             self.passes += 1
             return OutboxPass(sent, answered, waiting)
+
+    def check_awaiting(self, now: float) -> int:
+        """Look up charges awaiting the shopper (never re-send them); store the ones the shopper settled.
+
+        Only charges of the last AWAITING_DAYS are asked about: after that the processor has long
+        cancelled the attempt, and the owner follows it up (`payments status`). Returns how many changed.
+        """
+        changed = 0
+        for charge in self._vault.charges(states={REQUIRES_ACTION}):
+            if charge.created_at < now - AWAITING_DAYS * 86400.0:
+                continue
+            try:
+                records = self._gateway.find(charge.order_ref)
+            except ProcessorError:
+                return changed  # no answer now; the next check asks again
+            try:
+                outcome = outcome_of(records)
+            except ProcessorError:
+                continue  # the processor is still working on it
+            if outcome is None or outcome.status == REQUIRES_ACTION:
+                continue
+            self._vault.set_charge_state(
+                charge.order_ref, outcome.status, processor_ref=processor_ref(outcome.processor_ref)
+            )
+            logger.info("visit %s, awaiting the shopper, is now %s", charge.visit, outcome.status)
+            changed += 1
+        return changed
 
     def _guarded(self, row: str, now: float, send: Callable[[], int]) -> int:
         """Send one row; a vault error on it (a damaged row, a full disk) holds that row back, not the others."""

@@ -5,7 +5,8 @@ thread. It listens on loopback only, requires a `Bearer sk_test_...` key, takes 
 requests and answers JSON in Stripe's shapes (errors as `{"error": {"type", "code", "message",
 ...}}`), so the official `stripe` library pointed at it runs the production code path.
 
-Endpoints: `POST /v1/payment_intents` (off-session confirm), `GET /v1/payment_intents[/<id>]`,
+Endpoints: `POST /v1/payment_intents` (off-session confirm), `POST /v1/payment_intents/<id>/confirm`
+(the shopper confirming, in their app, a charge that needed them), `GET /v1/payment_intents[/<id>]`,
 `GET /v1/payment_intents/search` (`metadata['order_ref']:'...'`), `POST /v1/refunds`,
 `GET /v1/refunds[/<id>]`, `POST /v1/test_helpers/terminal/card_taps` (the gate terminal's
 card-to-token exchange). Administration, for tests and demos (JSON, loopback):
