@@ -21,7 +21,7 @@ from appliance.config import parse_config
 from appliance.config.model import MqttSettings
 from appliance.events import CartChange, Evidence, GateEvent, Receipt
 from appliance.gate.clock import WallClock
-from appliance.gate.passes import issue_pass, parse_pass_unchecked
+from appliance.gate.passes import PassClaims, issue_pass, parse_pass_unchecked
 from appliance.payments.sandbox_server import SandboxProcessor
 from appliance.payments.stripe_gateway import StripeGateway
 from appliance.replay import ReplayResult, replay
@@ -217,8 +217,9 @@ def test_live_a_scanned_pass_opens_a_visit_and_a_restart_charges_what_was_stored
         try:
             assert source.ready.wait(10)
             device.send("scan", {"text": text})
-            wait_until(lambda: len(vault.open_visits()) == 1)
-            assert device.opened and device.opened[0]["people"] == 1
+            wait_until(lambda: bool(device.opened))
+            assert device.opened[0]["people"] == 1
+            assert len(vault.open_visits()) == 1  # stored before the gate was told to open
             visit = vault.open_visits()[0].id
             grams = -float(product.unit_g or 100.0)
             evidence = Evidence(float(now), (config.sensors[0].id,), grams, 0.95, 0.9, "taken")
@@ -241,3 +242,33 @@ def test_live_a_scanned_pass_opens_a_visit_and_a_restart_charges_what_was_stored
             app.stop()
             device.close()
         assert sandbox.ledger.summary()["per_order_ref"] == {charge.order_ref: 1}
+
+
+def test_a_gate_whose_visit_cannot_be_stored_stays_shut() -> None:
+    from appliance.gate.clock import ManualClock
+    from appliance.gate.passes import ReplayCache
+    from appliance.sim.shop import ISSUER, default_shop, issuer_key
+    from appliance.vault import VaultError
+
+    config = parse_config(default_shop(1).config_raw)
+    clock = ManualClock(1_750_000_000.0)
+    source = LiveSource(config, password="unused", cache=ReplayCache(), clock=clock)
+
+    def broken_vault(claims: object, entered_at: float) -> str:
+        raise VaultError("disk full")
+
+    source.attach(broken_vault)
+    text = issue_pass(issuer_key(1), {"iss": ISSUER, "tok": "cus_a/pm_b", "iat": 1_750_000_000 - 5,
+                                      "exp": 1_750_000_300, "nonce": "c2h1dC1nYXRlLW5vbmNlLTE"})  # fmt: skip
+    with pytest.raises(VaultError):
+        source.keeper.present("gate1", text)  # no open command comes back: the link sends none
+    stored: list[str] = []
+
+    def working_vault(claims: PassClaims, entered_at: float) -> str:
+        stored.append(claims.nonce)
+        return "v1"
+
+    source.attach(working_vault)
+    other = issue_pass(issuer_key(1), {"iss": ISSUER, "tok": "cus_a/pm_b", "iat": 1_750_000_000 - 5,
+                                       "exp": 1_750_000_300, "nonce": "c2h1dC1nYXRlLW5vbmNlLTI"})  # fmt: skip
+    assert source.keeper.present("gate1", other) is not None and stored == ["c2h1dC1nYXRlLW5vbmNlLTI"]

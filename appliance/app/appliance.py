@@ -194,6 +194,7 @@ class Appliance:
         self.recorder = FloorRecorder(self.vault, products, self.config.store.currency, lambda c: outbox.poke())
         floor = ShopFloor(self.config, exits_from_gate=self.source.exits_from_gate, listener=self.recorder)
         self.loop = CoreLoop(floor, self.recorder, self._observer)
+        self.source.attach(self.recorder.admit)
         if not self.source.replays_from_start:
             self.recorder.close_leftovers(self._clock.now())
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import threading
 from collections.abc import Callable, Mapping
 
 from appliance.config import Product
 from appliance.events import CartChange, Receipt, ReviewItem
 from appliance.fusion.carts import Cart, receipt_for
+from appliance.gate.passes import PassClaims
 from appliance.gate.visits import Visit as FloorVisit
 from appliance.vault import Charge, ChargeStateError, Vault, VaultError
 from appliance.vault.crashpoints import crash_point
@@ -64,11 +66,32 @@ class FloorRecorder:
         self._lines_stored: dict[str, int] = {}
         self._review_seen: dict[str, int] = {}
         self._review_stored: dict[str, int] = {}
+        self._admitted_here: set[str] = set()
+        self._lock = threading.Lock()
         self.recognised = 0
 
     def visit_id(self, nonce: str) -> str | None:
         """The vault id of a visit the floor follows (by its pass nonce)."""
         return self._ids.get(nonce)
+
+    def admit(self, claims: PassClaims, entered_at: float) -> str:
+        """Store the visit of a pass the gate is about to open for, before the gate opens.
+
+        Called by a live gate on its own thread: if the box dies before the visit is stored, the
+        gate never opened; if it dies after, the restarted box knows the visit (and its pass). The
+        shop floor's `visit_opened` for the same pass then finds it stored.
+        """
+        visit_id = self._vault.open_visit(
+            entered_at=entered_at,
+            party=claims.party,
+            token=claims.tok,
+            receipt_key=claims.rk,
+            pass_nonce=claims.nonce,
+            pass_expires=float(claims.exp),
+        )
+        with self._lock:
+            self._admitted_here.add(claims.nonce)
+        return visit_id
 
     # --- FloorListener ----------------------------------------------------------------------
 
@@ -91,7 +114,10 @@ class FloorRecorder:
         )
         self._ids[visit.nonce] = visit_id
         self._lines_seen[visit_id] = self._review_seen[visit_id] = 0
-        if known is None:
+        with self._lock:
+            fresh = known is None or visit.nonce in self._admitted_here
+            self._admitted_here.discard(visit.nonce)
+        if fresh:
             self._lines_stored[visit_id] = self._review_stored[visit_id] = 0
             return
         # A pass seen before a restart: what of its visit is stored already will come again.

@@ -28,7 +28,7 @@ from appliance.gate.admission import GateKeeper
 from appliance.gate.card import CardDesk
 from appliance.gate.clock import Clock, WallClock
 from appliance.gate.mqtt import GateLink
-from appliance.gate.passes import ReplayCache
+from appliance.gate.passes import PassClaims, ReplayCache, parse_pass_unchecked
 from appliance.shelves.ingest import MqttShelfSource, ShelfIngest
 
 if TYPE_CHECKING:
@@ -50,11 +50,21 @@ class Feed(Protocol):
     def finish(self, end: float) -> None: ...
 
 
+class Admit(Protocol):
+    """Stores a pass's visit before the gate opens for it (`FloorRecorder.admit`)."""
+
+    def __call__(self, claims: PassClaims, entered_at: float) -> str: ...
+
+
 class Source(Protocol):
     """Feeds a CoreLoop until its data ends or `stop` is set."""
 
     replays_from_start: bool
     exits_from_gate: bool
+
+    def attach(self, admit: Admit) -> None:
+        """Called once before `run`: how to store a visit at the gate (sources with a live gate use it)."""
+        ...
 
     def run(self, loop: Feed, stop: threading.Event) -> None: ...
 
@@ -93,6 +103,9 @@ class RecordingSource:
         self._monotonic = monotonic
         self.exits_from_gate = any(e.kind == "exit" for e in recording.gate)
         self.finished = False
+
+    def attach(self, admit: Admit) -> None:
+        """A recording's gate opened long ago: its visits are stored as the floor sees them."""
 
     def run(self, loop: Feed, stop: threading.Event) -> None:
         rec = self.recording
@@ -182,15 +195,28 @@ class LiveSource:
         self._tick_s = tick_s
         self._lag_s = lag_s
         self._events: queue.Queue[GateEvent] = queue.Queue()
+        self._admit: Admit | None = None
         self.keeper = GateKeeper(
             {name: issuer.public_key for name, issuer in config.issuers.items()},
             self._clock,
-            self._events.put,
+            self._gate_event,
             cache=cache,
         )
         self._card_gates = tuple(card_gates)
         self.ingest = ShelfIngest([s.id for s in config.sensors], lambda: int(self._clock.now() * 1000))
         self.ready = threading.Event()
+
+    def attach(self, admit: Admit) -> None:
+        self._admit = admit
+
+    def _gate_event(self, event: GateEvent) -> None:
+        """From the gate link's thread, before the open command goes out: an entry's visit is stored first.
+
+        If storing fails this raises, and the gate stays shut (the link logs and counts it).
+        """
+        if event.kind == "entry" and self._admit is not None:
+            self._admit(parse_pass_unchecked(event.pass_text), event.t)
+        self._events.put(event)
 
     def run(self, loop: Feed, stop: threading.Event) -> None:
         mqtt = self._config.mqtt
