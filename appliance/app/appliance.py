@@ -228,11 +228,14 @@ class Appliance:
         """Wait until the source has ended (a recording played to its end, or stopped by an error)."""
         return self._source_done.wait(timeout)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the source has ended and the outbox has nothing left to send; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._source_done.wait(timeout):
-            return False
+    def wait(self, settle_timeout_s: float | None = None) -> bool:
+        """Wait until the source has ended, then until the outbox has nothing left to send.
+
+        The timeout counts from the source's end (a paced recording may play for hours): False if
+        charges are still waiting for the processor then. A live source ends only when stopped.
+        """
+        self._source_done.wait()
+        deadline = None if settle_timeout_s is None else time.monotonic() + settle_timeout_s
         outbox = self.outbox
         assert outbox is not None
         while outbox.pending():
@@ -243,7 +246,7 @@ class Appliance:
         return True
 
     def run(self, settle_timeout_s: float | None = None) -> bool:
-        """Start, let the source run to its end and the outbox settle, stop. True if everything settled."""
+        """Start, let the source run to its end and the outbox settle (see `wait`), stop. True if all settled."""
         self.start()
         try:
             return self.wait(settle_timeout_s) and self.source_error is None
