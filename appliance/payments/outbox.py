@@ -223,7 +223,10 @@ class Outbox:
             waiting = len(charges) + len(refunds) - answered
             if now >= self._next_awaiting_check:
                 self._next_awaiting_check = now + self._awaiting_check_s
-                self._guarded("awaiting", now, functools.partial(self.check_awaiting, now))
+                try:
+                    self.check_awaiting(now)
+                except VaultError as err:
+                    logger.error("charges awaiting the shopper could not be checked: %s", err)
             self.passes += 1
             return OutboxPass(sent, answered, waiting)
 
