@@ -280,7 +280,10 @@ def test_a_period_key_dies_one_retention_after_the_period_ends() -> None:
 def _vault_with_every_table(tmp_path: Path) -> Vault:
     clock = ManualClock(T0)
     vault = Vault.open(tmp_path / "v", secrets.token_bytes(32), RetentionPolicy.load(), clock)
-    visit = vault.open_visit(entered_at=T0, party=2, token="tok_x", receipt_key=secrets.token_bytes(32))
+    visit = vault.open_visit(
+        entered_at=T0, party=2, token="tok_x", receipt_key=secrets.token_bytes(32),
+        pass_nonce="AAAAAAAAAAAAAAAAAAAAAA", pass_expires=T0 + 300,
+    )
     ev = Evidence(T0, ("s1",), -300.0, 0.9, 0.9, "")
     vault.add_cart_line(visit, CartChange(visit, "a", 1, 0.0, ev))
     vault.add_review_item(visit, ReviewItem(visit, "low_confidence", (("a", 1),), ev))

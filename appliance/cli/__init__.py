@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "appliance.cli.payments",
     "appliance.cli.vault",
     "appliance.cli.vision",
+    "appliance.cli.app",
 )
 
 

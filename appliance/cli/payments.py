@@ -1,4 +1,4 @@
-"""Payment commands: the sandbox processor, reconciliation with the processor, reading a sealed receipt."""
+"""Payment commands: the sandbox processor, the owner's payments status, reconciliation, reading a sealed receipt."""
 
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def register(commands: Any, bench: Any) -> None:
     r.add_argument("--until", type=int, help="only processor charges created before this unix time")
     r.add_argument("--json", action="store_true", help="print the mismatches as JSON")
     r.set_defaults(func=cmd_reconcile)
+
+    st = sub.add_parser(
+        "status", help="charges per state, and the visits not paid (awaiting shopper, declined, failed)"
+    )
+    st.add_argument("--config", type=Path, required=True, help="store.toml whose [vault] section names the vault")
+    st.add_argument("--json", action="store_true", help="print the status as JSON")
+    st.set_defaults(func=cmd_status)
 
     rc = commands.add_parser("receipt", help="sealed receipts, as the shopper's app sees them")
     rsub = rc.add_subparsers(dest="receipt_command", metavar="ACTION", required=True)
@@ -151,6 +158,29 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             print(m)
         print(f"{len(box)} box charges, {len(records)} processor charges, {len(mismatches)} mismatch(es)")
     return 1 if mismatches else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import time
+
+    from appliance.config import ConfigError, load_config
+    from appliance.payments.status import format_status, payments_status
+    from appliance.vault import VaultError
+    from appliance.vault.opening import open_vault
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        raise CliError(str(err)) from err
+    except OSError as err:
+        raise CliError(f"cannot read {args.config}: {err.strerror or err}") from err
+    try:
+        with open_vault(config.vault, config_dir=args.config.resolve().parent, read_only=True) as vault:
+            status = payments_status(vault, time.time())
+    except VaultError as err:
+        raise CliError(f"cannot read the vault: {err}") from err
+    print(json.dumps(status.as_json(), indent=2) if args.json else format_status(status))
+    return 0
 
 
 def _read_private_key(path: Path) -> Any:

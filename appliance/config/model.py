@@ -247,6 +247,10 @@ class VaultSettings:
         5, help="how long audit entries keep their content; their hashes stay (policy: 1-10 years)", min=1,
         max=10, unit="y",
     )
+    pass_hours: int = setting(
+        1, help="how long the keyed hash of an admitted pass is kept so a restarted box still refuses it "
+        "(policy: 1-24 hours; a pass lives at most ten minutes)", min=1, max=24, unit="h",
+    )
     retention_interval_min: float = setting(
         60.0, help="how often the retention engine runs (it also runs at start); shorter deletes closer to the "
         "limit", min=1.0, max=1440.0, unit="min",

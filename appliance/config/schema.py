@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import types
 import typing
@@ -145,6 +146,12 @@ def _dataclass_inside(tp: Any) -> type | None:
     return None
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """A dataclass's resolved field types; resolving them is slow, and a store has hundreds of tables."""
+    return typing.get_type_hints(cls)
+
+
 class _Builder:
     def __init__(self) -> None:
         self.issues: list[ConfigIssue] = []
@@ -157,7 +164,7 @@ class _Builder:
         if not isinstance(raw, dict):
             self.bad(where, f"expected a table, got {_show(raw)}")
             return None
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)  # type: ignore[arg-type]
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         for key in raw:
             if key not in fields:

@@ -19,9 +19,11 @@ from appliance.payments.gateway import (
     new_idempotency_key,
     new_order_ref,
 )
+from appliance.payments.outbox import Outbox, OutboxPass
 from appliance.payments.receipts import ReceiptError, open_receipt, receipt_document, seal_receipt
 from appliance.payments.reconcile import BoxCharge, Mismatch, reconcile
 from appliance.payments.refunds import LineRefund, RefundError, RefundPlan, plan_line_refund, plan_visit_refund
+from appliance.payments.status import PaymentsStatus, UnpaidVisit, payments_status
 from appliance.payments.stripe_gateway import StripeGateway, gateway_from_settings
 
 __all__ = [
@@ -31,7 +33,10 @@ __all__ = [
     "KeyConflictError",
     "LineRefund",
     "Mismatch",
+    "Outbox",
+    "OutboxPass",
     "PaymentGateway",
+    "PaymentsStatus",
     "ProcessorCharge",
     "ProcessorConfigError",
     "ProcessorError",
@@ -42,12 +47,14 @@ __all__ = [
     "RefundPlan",
     "RefundRequest",
     "StripeGateway",
+    "UnpaidVisit",
     "attempt_charge",
     "gateway_from_settings",
     "new_idempotency_key",
     "new_order_ref",
     "open_receipt",
     "outcome_of",
+    "payments_status",
     "plan_line_refund",
     "plan_visit_refund",
     "receipt_document",

@@ -104,6 +104,11 @@ class FaultPlan:
             self._faults.clear()
             self._down_until = float("-inf")
 
+    def unused(self) -> int:
+        """How many more requests the counted faults (`times` not None) would hit."""
+        with self._lock:
+            return sum(f.times for f in self._faults if f.times is not None)
+
     def is_down(self, now: float) -> bool:
         with self._lock:
             return now < self._down_until

@@ -35,6 +35,7 @@ MAX_METADATA_KEYS = 50
 MAX_METADATA_KEY = 40
 MAX_METADATA_VALUE = 500
 _ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+_CONFIRM = re.compile(r"/v1/payment_intents/(pi_[A-Za-z0-9]{1,64})/confirm")
 _SEARCH = re.compile(r"metadata\['([A-Za-z0-9_]{1,40})'\]:'([A-Za-z0-9_-]{1,500})'")
 _METADATA = re.compile(r"metadata\[([^\[\]]{1,100})\]")
 
@@ -246,6 +247,9 @@ class SandboxLedger:
         self._db.execute("DELETE FROM idempotency WHERE created <= ?", (self._clock.now() - KEY_LIFETIME_S,))
 
     def _post_handler(self, path: str) -> Callable[[_Form, Callable[[str, str], Fault | None]], Reply] | None:
+        confirm = _CONFIRM.fullmatch(path)
+        if confirm is not None:
+            return lambda form, card_fault: self._confirm_payment_intent(confirm.group(1), form)
         return {
             "/v1/payment_intents": self._create_payment_intent,
             "/v1/refunds": self._create_refund,
@@ -333,6 +337,25 @@ class SandboxLedger:
             )
         intent.update(amount_received=amount, latest_charge="ch_" + secrets.token_hex(12))
         self._insert(intent, "payment_intent")
+        return Reply(200, intent)
+
+    def _confirm_payment_intent(self, pi_id: str, form: _Form) -> Reply:
+        """The shopper confirms, in their app, a charge that needed them (`authentication_required`)."""
+        form.read(set())
+        intent = self._object(pi_id, "payment_intent")
+        if intent is None:
+            raise ApiError(404, "invalid_request_error", f"No such payment_intent: '{pi_id}'", code="resource_missing")
+        if intent["status"] == "succeeded":
+            return Reply(200, intent)
+        error = intent.get("last_payment_error") or {}
+        if error.get("code") != "authentication_required":
+            raise _invalid(
+                f"This PaymentIntent's status is {intent['status']}; only one awaiting the customer can be confirmed.",
+                code="payment_intent_unexpected_state",
+            )
+        intent.update(status="succeeded", amount_received=intent["amount"], last_payment_error=None,
+                      latest_charge="ch_" + secrets.token_hex(12))  # fmt: skip
+        self._db.execute("UPDATE objects SET body = ? WHERE id = ?", (json.dumps(intent), pi_id))
         return Reply(200, intent)
 
     def _create_refund(self, form: _Form, card_fault: Callable[[str, str], Fault | None]) -> Reply:

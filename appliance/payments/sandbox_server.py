@@ -5,7 +5,8 @@ thread. It listens on loopback only, requires a `Bearer sk_test_...` key, takes 
 requests and answers JSON in Stripe's shapes (errors as `{"error": {"type", "code", "message",
 ...}}`), so the official `stripe` library pointed at it runs the production code path.
 
-Endpoints: `POST /v1/payment_intents` (off-session confirm), `GET /v1/payment_intents[/<id>]`,
+Endpoints: `POST /v1/payment_intents` (off-session confirm), `POST /v1/payment_intents/<id>/confirm`
+(the shopper confirming, in their app, a charge that needed them), `GET /v1/payment_intents[/<id>]`,
 `GET /v1/payment_intents/search` (`metadata['order_ref']:'...'`), `POST /v1/refunds`,
 `GET /v1/refunds[/<id>]`, `POST /v1/test_helpers/terminal/card_taps` (the gate terminal's
 card-to-token exchange). Administration, for tests and demos (JSON, loopback):
@@ -20,6 +21,7 @@ import json
 import logging
 import secrets
 import socket
+import sys
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,7 +54,7 @@ class SandboxProcessor:
         self.requests: dict[str, int] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server = _Server(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -108,6 +110,15 @@ class SandboxProcessor:
     def wait(self, seconds: float) -> None:
         """A delay fault's wait; cut short when the sandbox stops."""
         self._stop.wait(seconds)
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server; a client that hung up before its answer (a read timeout) is normal, not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler_for(sandbox: SandboxProcessor) -> type[BaseHTTPRequestHandler]:

@@ -20,6 +20,7 @@ def retention_choices(settings: VaultSettings) -> dict[str, int]:
         "evidence_days": settings.evidence_days,
         "sales_years": settings.sales_years,
         "audit_years": settings.audit_years,
+        "pass_hours": settings.pass_hours,
     }
 
 

@@ -75,6 +75,14 @@ class Visit:
 
 
 @dataclass(frozen=True, slots=True)
+class AdmittedPass:
+    """A pass the gate admitted: the visit it opened, and when the pass expires (unix s, to the minute)."""
+
+    visit: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class CartLine:
     """One stored cart change with the evidence for it."""
 

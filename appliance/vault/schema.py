@@ -22,6 +22,15 @@ PERIOD_SCHEMAS: dict[str, str] = {
         );
         CREATE INDEX IF NOT EXISTS payment_tokens_stored ON payment_tokens(stored_at);
     """,
+    "admitted_pass": """
+        CREATE TABLE IF NOT EXISTS admitted_passes (
+            pass_key BLOB PRIMARY KEY,
+            visit TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            stored_at INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS admitted_passes_stored ON admitted_passes(stored_at);
+    """,
     "event_evidence": """
         CREATE TABLE IF NOT EXISTS cart_lines (
             id INTEGER PRIMARY KEY,

@@ -9,6 +9,8 @@ next open cannot explain or clean up.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import math
@@ -39,6 +41,7 @@ from appliance.vault.records import (
     PENDING,
     REFUND_STATES,
     SUCCEEDED,
+    AdmittedPass,
     CartLine,
     Charge,
     OpenReviewItem,
@@ -53,6 +56,7 @@ from appliance.vault.schema import AUDIT_SCHEMA, create_tables
 logger = logging.getLogger(__name__)
 
 TOKENS = "payment_token"
+ADMITTED = "admitted_pass"
 EVIDENCE = "event_evidence"
 SALES = "sales_record"
 AUDIT = "audit_log"
@@ -69,6 +73,7 @@ _CODE = re.compile(r"[a-z0-9_]{0,40}")
 _PROCESSOR_REF = re.compile(r"[A-Za-z0-9_.:/-]{0,96}")
 _CACHE_LIMIT = 50_000
 _ROW_ID_BITS = 32
+_NONCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _finite(name: str, value: float) -> float:
@@ -341,7 +346,16 @@ class Vault:
 
     # ----------------------------------------------------------------------------- visits
 
-    def open_visit(self, *, entered_at: float, party: int, token: str | None, receipt_key: bytes | None) -> str:
+    def open_visit(
+        self,
+        *,
+        entered_at: float,
+        party: int,
+        token: str | None,
+        receipt_key: bytes | None,
+        pass_nonce: str | None = None,
+        pass_expires: float | None = None,
+    ) -> str:
         """Record a visit that just came through the gate; returns its new random id.
 
         The payment token and the receipt key (`rk`, X25519 public key) are stored in the token file
@@ -349,11 +363,19 @@ class Vault:
         is committed first: a crash before the visit row leaves an orphan token that the next open
         removes, never a visit whose token is missing.
 
+        With `pass_nonce`, the pass is recorded as admitted (a keyed hash of the nonce, never the
+        nonce, see `admitted_pass`) before anything else, with the visit's id. Opening a visit for a
+        pass already recorded returns that visit's id and stores nothing, and a crash between the two
+        steps is finished under the same id: a restarted box that sees the pass again (a source
+        replayed, a scanner's redelivery) never opens a second visit for it.
+
         Args:
             entered_at: when the gate opened (from the gate's data); kept to the minute.
             party: people admitted on the pass, 1-10.
             token: the processor's payment token, or None (then the visit can't be charged).
             receipt_key: the pass's 32-byte receipt key, or None.
+            pass_nonce: the pass's nonce (held in memory only), to recognise the pass again.
+            pass_expires: the pass's `exp`, unix seconds (required with `pass_nonce`).
         """
         entered = _finite("entered_at", entered_at)
         if isinstance(party, bool) or not isinstance(party, int) or not 1 <= party <= MAX_PARTY:
@@ -362,17 +384,38 @@ class Vault:
             raise ValueError(f"token must be 1-{MAX_TOKEN_CHARS} characters or None")
         if receipt_key is not None and (not isinstance(receipt_key, bytes) or len(receipt_key) != 32):
             raise ValueError("receipt_key must be 32 bytes (an X25519 public key) or None")
+        if pass_nonce is not None:
+            if not isinstance(pass_nonce, str) or not _NONCE.fullmatch(pass_nonce):
+                raise ValueError("pass_nonce must be 1-64 base64url characters")
+            if pass_expires is None:
+                raise ValueError("a pass_nonce needs its pass_expires")
+            expires = _finite("pass_expires", pass_expires)
         with self._lock:
             self._check_open()
             now = self._clock.now()
             stored = stored_time(now)
             visit_id = secrets.token_hex(16)
+            if pass_nonce is not None:
+                known = self._admitted(pass_nonce)
+                if known is not None and self._find_visit(known.visit) is not None:
+                    return known.visit
+                if known is not None:
+                    visit_id = known.visit  # the pass was recorded, then the process died before its visit
+                else:
+                    period, conn = self._files.for_write(ADMITTED, now)
+                    with transaction(conn, "record admitted pass") as c:
+                        c.execute(
+                            "INSERT INTO admitted_passes(pass_key, visit, expires_at, stored_at) VALUES (?, ?, ?, ?)",
+                            (self._pass_key(period, pass_nonce), visit_id, math.ceil(expires / 60) * 60, stored),
+                        )
+                    crash_point("visit.pass_stored")
             if token is not None or receipt_key is not None:
                 period, conn = self._files.for_write(TOKENS, now)
                 sealed = self._seal_token(period, visit_id, token) if token is not None else None
                 with transaction(conn, "store payment token") as c:
                     c.execute(
-                        "INSERT INTO payment_tokens(visit, token, receipt_key, stored_at) VALUES (?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO payment_tokens(visit, token, receipt_key, stored_at) "
+                        "VALUES (?, ?, ?, ?)",
                         (visit_id, sealed, receipt_key, stored),
                     )
                 crash_point("visit.token_stored")
@@ -386,6 +429,33 @@ class Vault:
             self._remember(visit_id, period)
             self.audit("visit.opened", visit=visit_id, party=party, has_token=token is not None)
             return visit_id
+
+    def admitted_pass(self, pass_nonce: str) -> AdmittedPass | None:
+        """The visit a pass opened, while the record of its admission is kept; None for a pass never seen."""
+        if not isinstance(pass_nonce, str) or not _NONCE.fullmatch(pass_nonce):
+            return None
+        with self._lock:
+            self._check_alive()
+            return self._admitted(pass_nonce)
+
+    def _admitted(self, pass_nonce: str) -> AdmittedPass | None:
+        for period in self._files.live_periods(ADMITTED):
+            conn = self._files.connection(period)
+            if conn is None:
+                continue
+            rows = read(
+                conn,
+                "SELECT visit, expires_at FROM admitted_passes WHERE pass_key = ?",
+                (self._pass_key(period, pass_nonce),),
+            )
+            if rows:
+                return AdmittedPass(rows[0][0], int(rows[0][1]))
+        return None
+
+    def _pass_key(self, period: Period, pass_nonce: str) -> bytes:
+        key = self._files.key(period)
+        assert key is not None
+        return hmac.new(derive(key, "walkout-vault admitted pass v1"), pass_nonce.encode(), hashlib.sha256).digest()
 
     def visit(self, visit_id: str) -> Visit | None:
         """The stored visit, or None if unknown or expired."""
@@ -756,6 +826,25 @@ class Vault:
             self._check_alive()
             row = self._token_row(order_ref)
             return None if row is None or row[3] is None else bytes(row[3])
+
+    def receipt_seed(self, order_ref: str) -> bytes | None:
+        """A secret of this charge for sealing its receipt deterministically (`seal_receipt(..., seed=...)`).
+
+        Derived from the key of the charge's token file and the visit id, so it is the same on every
+        retry and after a restart (the processor requires an identical request under one key), is
+        unknown to the processor, and is gone with that day's key. None when the token file is gone.
+        """
+        with self._lock:
+            self._check_alive()
+            found = self._find_charge(order_ref)
+            if found is None:
+                raise UnknownRecordError(f"no charge {order_ref}")
+            visit_id = read(found[1], "SELECT visit FROM charges WHERE order_ref = ?", (order_ref,))[0][0]
+            tf = self._token_file(visit_id)
+            key = None if tf is None else self._files.key(tf[0])
+            if key is None:
+                return None
+            return hmac.new(derive(key, "walkout-vault receipt seed v1"), visit_id.encode(), hashlib.sha256).digest()
 
     def destroy_token(self, order_ref: str) -> None:
         """Destroy a charge's payment token and receipt key (overwritten on disk, WAL truncated).
