@@ -237,3 +237,27 @@ def test_two_shoppers_of_different_height_stopping_side_by_side_keep_their_ids(s
     (ta, na), = owners_a.most_common(1)
     (tb, nb), = owners_b.most_common(1)
     assert ta != tb and na >= len(a) - 13 and nb >= len(b) - 13  # 10 hidden, 3 to confirm
+
+
+def test_two_shoppers_in_line_with_both_cameras_are_not_averaged_into_one(shop, lenses):
+    """Regression: two shoppers 0.6 m apart on the line between the cameras, each camera seeing
+    only the nearer one. Fusing the cameras' sightings before tracking merged them into one
+    person between the two, and the other's track was lost; each camera's sightings now continue
+    the tracks on their own."""
+    front, back = (4.0, 2.7), (4.0, 3.3)  # cam1 looks from y = 0.25, cam2 from y = 5.75
+    cam1, cam2 = lenses["cam1"], lenses["cam2"]
+    tracker = FloorTracker(shop)
+    both = [box_of(cam, xy) for cam in (cam1, cam2) for xy in (front, back)]
+    assert all(b is not None for b in both)
+    points = tracker.update(1000.0, [Detections(1000.0, "cam1", np.array(both[:2])),
+                                     Detections(1000.0, "cam2", np.array(both[2:]))])
+    assert len(points) == 2  # people in view when tracking starts count at once
+    for k in range(1, 25):
+        t = 1000.0 + k / FPS
+        points = tracker.update(t, [Detections(t, "cam1", np.array([box_of(cam1, front)])),
+                                    Detections(t, "cam2", np.array([box_of(cam2, back)]))])
+    assert len(points) == 2
+    assert {nearest_track(points, front).track, nearest_track(points, back).track} == {p.track for p in points}
+    for xy in (front, back):
+        p = nearest_track(points, xy)
+        assert np.hypot(p.x - xy[0], p.y - xy[1]) < 0.1
