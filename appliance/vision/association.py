@@ -74,6 +74,7 @@ class Track:
     last: FloatArray
     trait: float = float("nan")
     trait_count: int = 0
+    sure: float = float("-inf")
 
     def lost_for(self, t: float) -> float:
         return t - self.seen
@@ -126,12 +127,18 @@ class TrackBook:
             tight cost; after that a confirmed track counts as lost and a tentative one ends.
         confirm_at_start: tracks born on the very first step count at once (people already in
             view when tracking starts).
+        weak_hold_s: weak sightings continue a track only this long after a sure one last did.
+            They bridge a moment of occlusion; a track that only weak sightings have continued
+            for longer is more likely held by a false box (goods on a shelf that look like a
+            person) than by its person, who is then better searched for as lost.
     """
 
-    def __init__(self, space: TrackSpace, recent_s: float, confirm_at_start: bool = True) -> None:
+    def __init__(self, space: TrackSpace, recent_s: float, confirm_at_start: bool = True,
+                 weak_hold_s: float = float("inf")) -> None:
         self.space = space
         self.recent_s = recent_s
         self.confirm_at_start = confirm_at_start
+        self.weak_hold_s = weak_hold_s
         self.tracks: list[Track] = []
         self._next = 1
         self._steps = 0
@@ -144,7 +151,7 @@ class TrackBook:
         self.predict(t)
         matches, fresh = self.associate(t, z, r, score, score_high, traits)
         self.correct(t, [(m.track, z[m.index], r[m.index], float(score[m.index]), float(traits[m.index]))
-                         for m in matches])
+                         for m in matches], score_high)
         matches.extend(Match(self.start(t, z[i], r[i], float(score[i]), float(traits[i])), i) for i in fresh)
         self.finish(t)
         return matches
@@ -169,17 +176,22 @@ class TrackBook:
         lost = [tr for tr in self.tracks if tr.confirmed and tr.lost_for(t) > self.recent_s]
         matches: list[Match] = []
         high, recent = self._stage(recent, high, z, r, t, False, traits, matches)
-        _, recent = self._stage([tr for tr in recent if tr.confirmed], low, z, r, t, False, traits, matches)
+        weak_ok = [tr for tr in recent if tr.confirmed and t - tr.sure <= self.weak_hold_s]
+        self._stage(weak_ok, low, z, r, t, False, traits, matches)
         high, _ = self._stage(lost, high, z, r, t, True, traits, matches)
         return matches, high
 
-    def correct(self, t: float, seen: Sequence[tuple[Track, FloatArray, FloatArray, float, float]]) -> None:
+    def correct(self, t: float, seen: Sequence[tuple[Track, FloatArray, FloatArray, float, float]],
+                score_high: float = 0.0) -> None:
         """Update tracks with what continued them at `t`: (track, z, r, score, trait) rows; a track
-        listed more than once (seen by several cameras) takes each measurement in turn."""
+        listed more than once (seen by several cameras) takes each measurement in turn. Scores of
+        at least `score_high` count as sure sightings (see `weak_hold_s`)."""
         counted: set[int] = set()
         for tr, z, r, score, trait in seen:
             tr.motion = tr.motion.corrected(z, r)
             tr.seen = t
+            if score >= score_high:
+                tr.sure = t
             if tr.number not in counted:
                 tr.hits += 1
                 counted.add(tr.number)
@@ -195,7 +207,7 @@ class TrackBook:
         on the very first step with `confirm_at_start`)."""
         needed, speed_sd = self.space.birth(z)
         tr = Track(self._next, Motion.start(z, r, speed_sd), t, t, 1, needed,
-                   needed <= 1 or (self._steps == 0 and self.confirm_at_start), score, z)
+                   needed <= 1 or (self._steps == 0 and self.confirm_at_start), score, z, sure=t)
         self._learn(tr, trait)
         self._next += 1
         self.tracks.append(tr)

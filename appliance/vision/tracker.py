@@ -24,6 +24,7 @@ from appliance.vision.calibration import CameraView, Placement
 logger = logging.getLogger(__name__)
 
 CHI2_2D_99 = 9.21
+WEAK_HOLD_S = 1.0
 STATURE_SD_M = 0.06
 
 
@@ -172,7 +173,7 @@ class FloorTracker:
         self.settings = settings or config.vision
         self.views = {c.id: CameraView.of(c) for c in config.cameras}
         self._space = _FloorSpace(config, self.settings)
-        self._book = TrackBook(self._space, recent_s=0.5)
+        self._book = TrackBook(self._space, recent_s=0.5, weak_hold_s=WEAK_HOLD_S)
         self._unknown: set[str] = set()
         sx, sy = config.floor.size
         self._margin = 0.5
@@ -232,7 +233,7 @@ class FloorTracker:
                 continued.append((m.track, xy, cov, float(score[i]), float(seen.stature[i])))
                 taken.append((camera, xy, cov))
             leftovers.append((camera, seen.take(fresh), score[fresh]))
-        book.correct(t, continued)
+        book.correct(t, continued, self.settings.score_high)
         new = fuse_sightings(leftovers, self.settings.fuse_m)
         for i in range(len(new.xy)):
             if not any(c not in new.cameras[i] and _same_person(new.xy[i], new.cov[i], xy, cov, self.settings.fuse_m)
