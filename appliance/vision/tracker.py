@@ -155,9 +155,13 @@ class FloorTracker:
     """Follows every person on the shop floor (metres) from the boxes of all cameras.
 
     Each step projects every camera's boxes to the floor (bottom centre = feet; the top edge
-    when a shelf hides the legs, see `CameraView`), fuses the cameras, and runs the staged
-    association with a constant-velocity Kalman filter per person; each track also learns its
-    person's height, which breaks ties when shoppers stand close together. A person appearing
+    when a shelf or a nearer shopper hides the legs, see `CameraView`) and runs the staged
+    association for each camera against a constant-velocity Kalman filter per person, so that
+    a track takes at most one sighting per camera and two people are never averaged into one
+    place; sure sightings no track took are fused across cameras to start new tracks. Weak
+    boxes bridge at most `WEAK_HOLD_S` without a sure one (a false box at a shelf must not hold
+    a track). Each track also learns its person's height, which breaks ties when shoppers
+    stand close together. A person appearing
     at the entry is confirmed after `confirm_hits` sightings, anywhere else after three times as
     many (a false box on a shelf display should not become a shopper). A person lost inside the
     shop is reported at their last place and found again when they reappear within walking
