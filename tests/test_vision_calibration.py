@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from appliance.sim.cameras import rig_camera
-from appliance.vision.calibration import CalibrationError, CameraView, Pinhole, fit_homography, to_floor, to_image
+from appliance.vision.calibration import (
+    CalibrationError,
+    CameraView,
+    Pinhole,
+    covered_feet,
+    fit_homography,
+    to_floor,
+    to_image,
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +93,49 @@ def test_a_shopper_whose_legs_a_shelf_hides_is_placed_from_the_head(camera, xy):
     assert np.linalg.det(placed.cov[1]) > np.linalg.det(placed.cov[0])
     # Feet and head rows give the height of a whole person; a hidden one has none.
     assert placed.stature[0] == pytest.approx(1.7, abs=1e-6) and np.isnan(placed.stature[1])
+
+
+@pytest.mark.parametrize(
+    ("boxes", "covered"),
+    [
+        ([[100, 100, 40, 100, 0.9]], [False]),
+        # Someone farther away whose legs end inside the nearer person's box.
+        ([[100, 100, 40, 100, 0.9], [105, 60, 40, 110, 0.8]], [False, True]),
+        ([[105, 60, 40, 110, 0.8], [100, 100, 40, 100, 0.9]], [True, False]),
+        # Side by side: the boxes do not share columns.
+        ([[100, 100, 40, 100, 0.9], [150, 60, 40, 110, 0.8]], [False, False]),
+        # Barely touching columns (a quarter of the width): a neighbour, not someone in front.
+        ([[100, 100, 40, 100, 0.9], [130, 60, 40, 110, 0.8]], [False, False]),
+        # Both end on the same row: nobody stands in front of anybody.
+        ([[100, 100, 40, 100, 0.9], [110, 90, 40, 110, 0.8]], [False, False]),
+        # The farther box ends above the nearer one's top: its feet show.
+        ([[100, 100, 40, 100, 0.9], [105, 20, 40, 70, 0.8]], [False, False]),
+    ],
+)
+def test_legs_ending_inside_a_nearer_persons_box_count_as_covered(boxes, covered):
+    assert covered_feet(np.array(boxes, dtype=np.float64)).tolist() == covered
+
+
+def test_a_shopper_whose_legs_another_shopper_hides_is_placed_from_the_head(camera):
+    """Regression: in a crowd, the box of someone standing behind another shopper ends where the
+    nearer one hides them; projecting that bottom edge put them half a metre too far away, among
+    the people behind, and the tracker averaged them into the wrong person."""
+    view = CameraView("cam1", camera.size, camera.image_to_floor(), Pinhole.from_homography(
+        camera.image_to_floor(), camera.size))
+    front_xy, back_xy = (4.0, 2.5), (4.05, 3.1)
+
+    def whole(xy: tuple[float, float]) -> list[float]:
+        (feet, head), _ = camera.project(np.array([[*xy, 0.0], [*xy, 1.7]]))
+        h = feet[1] - head[1]
+        return [feet[0] - 0.2 * h, head[1], 0.4 * h, h, 0.9]
+
+    front, back = whole(front_xy), whole(back_xy)
+    cut = front[1] + 0.6 * front[3] - back[1]  # the back shopper's box ends on the front one's body
+    placed = view.positions(np.array([front, [back[0], back[1], back[2], cut, 0.6]]))
+    assert placed.hidden is not None and placed.hidden.tolist() == [False, True]
+    assert placed.xy[0] == pytest.approx(np.array(front_xy), abs=1e-6)
+    assert np.hypot(*(placed.xy[1] - back_xy)) < 0.1
+    bottom_edge = CameraView("cam1", camera.size, camera.image_to_floor()).positions(
+        np.array([[back[0], back[1], back[2], cut, 0.6]])).xy[0]
+    assert np.hypot(*(bottom_edge - back_xy)) > 0.4  # where the bottom edge alone would have put them
+    assert np.isnan(placed.stature[1])  # no height from a box without feet

@@ -74,6 +74,7 @@ class Track:
     last: FloatArray
     trait: float = float("nan")
     trait_count: int = 0
+    sure: float = float("-inf")
 
     def lost_for(self, t: float) -> float:
         return t - self.seen
@@ -126,12 +127,18 @@ class TrackBook:
             tight cost; after that a confirmed track counts as lost and a tentative one ends.
         confirm_at_start: tracks born on the very first step count at once (people already in
             view when tracking starts).
+        weak_hold_s: weak sightings continue a track only this long after a sure one last did.
+            They bridge a moment of occlusion; a track that only weak sightings have continued
+            for longer is more likely held by a false box (goods on a shelf that look like a
+            person) than by its person, who is then better searched for as lost.
     """
 
-    def __init__(self, space: TrackSpace, recent_s: float, confirm_at_start: bool = True) -> None:
+    def __init__(self, space: TrackSpace, recent_s: float, confirm_at_start: bool = True,
+                 weak_hold_s: float = float("inf")) -> None:
         self.space = space
         self.recent_s = recent_s
         self.confirm_at_start = confirm_at_start
+        self.weak_hold_s = weak_hold_s
         self.tracks: list[Track] = []
         self._next = 1
         self._steps = 0
@@ -141,40 +148,75 @@ class TrackBook:
         """Advance to time `t` with sightings `z` (n, d), covariances `r` (n, d, d), scores (n,)
         and optionally a measured trait per sighting (n,), NaN where unmeasured."""
         traits = np.full(len(z), np.nan) if traits is None else traits
+        self.predict(t)
+        matches, fresh = self.associate(t, z, r, score, score_high, traits)
+        self.correct(t, [(m.track, z[m.index], r[m.index], float(score[m.index]), float(traits[m.index]))
+                         for m in matches], score_high)
+        matches.extend(Match(self.start(t, z[i], r[i], float(score[i]), float(traits[i])), i) for i in fresh)
+        self.finish(t)
+        return matches
+
+    def predict(self, t: float) -> None:
+        """Move every track to time `t` under its motion (first part of a step)."""
         for tr in self.tracks:
             tr.motion = tr.motion.stopped(self.space.held(tr, t)).predicted(t - tr.at, self.space.accel_sd(tr))
             tr.at = t
+
+    def associate(self, t: float, z: FloatArray, r: FloatArray, score: FloatArray, score_high: float,
+                  traits: FloatArray) -> tuple[list[Match], list[int]]:
+        """The staged matching of one set of sightings to the predicted tracks, changing nothing.
+
+        Returns the matches and the sure sightings left over (candidates for new tracks). Several
+        cameras each call this against the same prediction: a track may then be continued by one
+        sighting from each camera, never by two from one.
+        """
         high = [i for i in range(len(z)) if score[i] >= score_high]
         low = [i for i in range(len(z)) if score[i] < score_high]
         recent = [tr for tr in self.tracks if tr.lost_for(t) <= self.recent_s]
         lost = [tr for tr in self.tracks if tr.confirmed and tr.lost_for(t) > self.recent_s]
-
         matches: list[Match] = []
         high, recent = self._stage(recent, high, z, r, t, False, traits, matches)
-        _, recent = self._stage([tr for tr in recent if tr.confirmed], low, z, r, t, False, traits, matches)
+        weak_ok = [tr for tr in recent if tr.confirmed and t - tr.sure <= self.weak_hold_s]
+        self._stage(weak_ok, low, z, r, t, False, traits, matches)
         high, _ = self._stage(lost, high, z, r, t, True, traits, matches)
+        return matches, high
 
-        for m in matches:
-            tr = m.track
-            tr.motion = tr.motion.corrected(z[m.index], r[m.index])
+    def correct(self, t: float, seen: Sequence[tuple[Track, FloatArray, FloatArray, float, float]],
+                score_high: float = 0.0) -> None:
+        """Update tracks with what continued them at `t`: (track, z, r, score, trait) rows; a track
+        listed more than once (seen by several cameras) takes each measurement in turn. Scores of
+        at least `score_high` count as sure sightings (see `weak_hold_s`)."""
+        counted: set[int] = set()
+        for tr, z, r, score, trait in seen:
+            tr.motion = tr.motion.corrected(z, r)
             tr.seen = t
-            tr.hits += 1
-            tr.score = float(score[m.index])
-            tr.last = z[m.index]
+            if score >= score_high:
+                tr.sure = t
+            if tr.number not in counted:
+                tr.hits += 1
+                counted.add(tr.number)
+                tr.score = score
+            else:
+                tr.score = max(tr.score, score)
+            tr.last = z
             tr.confirmed = tr.confirmed or tr.hits >= tr.needed
-            self._learn(tr, float(traits[m.index]))
-        first = self._steps == 0
-        for i in high:
-            needed, speed_sd = self.space.birth(z[i])
-            tr = Track(self._next, Motion.start(z[i], r[i], speed_sd), t, t, 1, needed,
-                       needed <= 1 or (first and self.confirm_at_start), float(score[i]), z[i])
-            self._learn(tr, float(traits[i]))
-            self._next += 1
-            self.tracks.append(tr)
-            matches.append(Match(tr, i))
+            self._learn(tr, trait)
+
+    def start(self, t: float, z: FloatArray, r: FloatArray, score: float, trait: float) -> Track:
+        """A new track at sighting `z`, confirmed when the space says one sighting is enough (or
+        on the very first step with `confirm_at_start`)."""
+        needed, speed_sd = self.space.birth(z)
+        tr = Track(self._next, Motion.start(z, r, speed_sd), t, t, 1, needed,
+                   needed <= 1 or (self._steps == 0 and self.confirm_at_start), score, z, sure=t)
+        self._learn(tr, trait)
+        self._next += 1
+        self.tracks.append(tr)
+        return tr
+
+    def finish(self, t: float) -> None:
+        """End the step at `t`: forget the tracks lost for too long."""
         self.tracks = [tr for tr in self.tracks if self._keep(tr, t)]
         self._steps += 1
-        return matches
 
     @staticmethod
     def _learn(tr: Track, trait: float, memory: int = 30) -> None:

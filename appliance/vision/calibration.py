@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from appliance.config.model import Camera
 from appliance.events import FloatArray
@@ -218,11 +219,42 @@ class Pinhole:
 @dataclass(frozen=True, slots=True)
 class Placement:
     """Where one camera's boxes put people: floor positions (n, 2), their covariances (n, 2, 2),
-    and each person's height in metres where the feet showed (NaN where they did not)."""
+    each person's height in metres where the feet showed (NaN where they did not), and which
+    were placed from the head because the feet were hidden (n,) booleans (None: not known)."""
 
     xy: FloatArray
     cov: FloatArray
     stature: FloatArray
+    hidden: npt.NDArray[np.bool_] | None = None
+
+    def take(self, keep: npt.NDArray[np.bool_] | Sequence[int]) -> Placement:
+        """The placements selected by `keep` (a boolean mask or indices)."""
+        hidden = None if self.hidden is None else self.hidden[keep]
+        return Placement(self.xy[keep], self.cov[keep], self.stature[keep], hidden)
+
+
+def covered_feet(boxes: FloatArray, overlap: float = 0.5, margin: float = 0.05) -> npt.NDArray[np.bool_]:
+    """Which boxes (n,) end inside a box that reaches lower in the picture: a person standing
+    nearer the camera, in front of this one's legs.
+
+    A box counts as covered when its bottom edge lies within another box's rows, more than
+    `margin` of its own height above that box's bottom, and at least `overlap` of its width is
+    inside the other's columns. Its bottom edge is then where the nearer person began to hide
+    it (or where the detector guessed the feet), not the feet: placing it by the bottom edge
+    would put the person too far away, into the people behind.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+    if len(b) < 2:
+        return np.zeros(len(b), dtype=bool)
+    left, top, w, h = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    bottom = top + h
+    inside_cols = np.clip(np.minimum(left[:, None] + w[:, None], left[None, :] + w[None, :])
+                          - np.maximum(left[:, None], left[None, :]), 0.0, None) / np.maximum(w[:, None], 1e-9)
+    lower = bottom[None, :] - bottom[:, None] > margin * h[:, None]
+    within = (bottom[:, None] > top[None, :]) & lower
+    hit = within & (inside_cols >= overlap)
+    np.fill_diagonal(hit, False)
+    return np.asarray(hit.any(axis=1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,12 +295,16 @@ class CameraView:
         return cls(camera.id, camera.size, h, pose)
 
     def positions(self, boxes: FloatArray) -> Placement:
-        """Where the people in `boxes` stand on the floor, how surely, and how tall they are."""
+        """Where the people in `boxes` stand on the floor, how surely, and how tall they are.
+
+        A box whose bottom edge lies inside the box of someone nearer the camera (see
+        `covered_feet`) is placed from its top edge too: its legs are hidden by that person.
+        """
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
         feet = foot_points(boxes)
         xy, cov = self._through(self.image_to_floor, feet, boxes)
         if self.pose is None or not len(boxes):
-            return Placement(xy, cov, np.full(len(xy), np.nan))
+            return Placement(xy, cov, np.full(len(xy), np.nan), np.zeros(len(xy), dtype=bool))
         here = self.pose.c[:2]
         away = xy - here
         far = np.linalg.norm(away, axis=1)
@@ -276,19 +312,29 @@ class CameraView:
         near = self.pose.head_distance(bearing, boxes[:, 1], HEAD_M)
         # How much farther a head 0.12 m higher would put the person: the height is a guess.
         spread = np.abs(self.pose.head_distance(bearing, boxes[:, 1], HEAD_M + HEAD_SD_M) - near)
-        # Feet hidden: the bottom edge (a shelf's top) lies beyond where the head says the person is.
-        hidden = np.isfinite(near) & (near > 0) & (far - near > np.maximum(self.hidden_beyond_m, 2.0 * spread))
+        # Feet hidden: the bottom edge (a shelf's top) lies beyond where the head says the person
+        # is, or the legs are behind someone standing nearer.
+        shelf = far - near > np.maximum(self.hidden_beyond_m, 2.0 * spread)
+        behind = covered_feet(boxes)
+        hidden = np.isfinite(near) & (near > 0) & (shelf | behind)
         stature = np.where(hidden, np.nan, self.pose.stature(xy, boxes[:, 1]))
         if hidden.any():
-            xy[hidden] = here + bearing[hidden] * near[hidden, None]
-            along = bearing[hidden]
-            across = np.c_[-along[:, 1], along[:, 0]]
-            sd_across = self.foot_sd[0] * boxes[hidden, 2] * near[hidden] / self.pose.k[0, 0]
-            sd_along = np.hypot(spread[hidden], self.floor_sd_m)
-            cov[hidden] = (along[:, :, None] * along[:, None, :] * np.square(sd_along)[:, None, None]
-                           + across[:, :, None] * across[:, None, :] * np.square(sd_across)[:, None, None]
-                           + np.eye(2) * self.floor_sd_m**2)
-        return Placement(xy, cov, stature)
+            xy[hidden], cov[hidden] = self._from_head(boxes[hidden], bearing[hidden], near[hidden], spread[hidden])
+        return Placement(xy, cov, stature, hidden)
+
+    def _from_head(self, boxes: FloatArray, bearing: FloatArray, near: FloatArray,
+                   spread: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Positions at distance `near` along `bearing`, with a covariance stretched along the line
+        of sight by `spread` (how far a height error moves the person)."""
+        assert self.pose is not None
+        xy = self.pose.c[:2] + bearing * near[:, None]
+        across = np.c_[-bearing[:, 1], bearing[:, 0]]
+        sd_across = self.foot_sd[0] * boxes[:, 2] * near / self.pose.k[0, 0]
+        sd_along = np.hypot(spread, self.floor_sd_m)
+        cov = (bearing[:, :, None] * bearing[:, None, :] * np.square(sd_along)[:, None, None]
+               + across[:, :, None] * across[:, None, :] * np.square(sd_across)[:, None, None]
+               + np.eye(2) * self.floor_sd_m**2)
+        return xy, cov
 
     def _through(self, homography: FloatArray, points: FloatArray, boxes: FloatArray) -> tuple[FloatArray, FloatArray]:
         xy = to_floor(homography, points)

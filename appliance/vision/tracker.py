@@ -24,6 +24,7 @@ from appliance.vision.calibration import CameraView, Placement
 logger = logging.getLogger(__name__)
 
 CHI2_2D_99 = 9.21
+WEAK_HOLD_S = 1.0
 STATURE_SD_M = 0.06
 
 
@@ -84,6 +85,13 @@ class _FloorSpace:
 
     def forget_after(self, track: Track) -> float:
         return self.s.forget_at_exit_s if self.leaving(track) else self.s.keep_inside_s
+
+
+def _same_person(a: FloatArray, cov_a: FloatArray, b: FloatArray, cov_b: FloatArray, fuse_m: float) -> bool:
+    """Whether two cameras' sightings are close enough, given both covariances, to be one person."""
+    error = a - b
+    dist = float(np.linalg.norm(error))
+    return dist <= fuse_m and float(error @ np.linalg.solve(cov_a + cov_b, error)) <= CHI2_2D_99
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +155,13 @@ class FloorTracker:
     """Follows every person on the shop floor (metres) from the boxes of all cameras.
 
     Each step projects every camera's boxes to the floor (bottom centre = feet; the top edge
-    when a shelf hides the legs, see `CameraView`), fuses the cameras, and runs the staged
-    association with a constant-velocity Kalman filter per person; each track also learns its
-    person's height, which breaks ties when shoppers stand close together. A person appearing
+    when a shelf or a nearer shopper hides the legs, see `CameraView`) and runs the staged
+    association for each camera against a constant-velocity Kalman filter per person, so that
+    a track takes at most one sighting per camera and two people are never averaged into one
+    place; sure sightings no track took are fused across cameras to start new tracks. Weak
+    boxes bridge at most `WEAK_HOLD_S` without a sure one (a false box at a shelf must not hold
+    a track). Each track also learns its person's height, which breaks ties when shoppers
+    stand close together. A person appearing
     at the entry is confirmed after `confirm_hits` sightings, anywhere else after three times as
     many (a false box on a shelf display should not become a shopper). A person lost inside the
     shop is reported at their last place and found again when they reappear within walking
@@ -165,14 +177,18 @@ class FloorTracker:
         self.settings = settings or config.vision
         self.views = {c.id: CameraView.of(c) for c in config.cameras}
         self._space = _FloorSpace(config, self.settings)
-        self._book = TrackBook(self._space, recent_s=0.5)
+        self._book = TrackBook(self._space, recent_s=0.5, weak_hold_s=WEAK_HOLD_S)
         self._unknown: set[str] = set()
         sx, sy = config.floor.size
         self._margin = 0.5
         self._size = (sx, sy)
 
-    def sightings(self, frames: Sequence[Detections]) -> Sightings:
-        """Project and fuse one step's frames; boxes whose feet fall off the floor are dropped."""
+    def placements(self, frames: Sequence[Detections]) -> list[tuple[str, Placement, FloatArray]]:
+        """Each camera's boxes of one step on the floor: (camera, placement, scores); boxes below
+        `score_min` or whose feet fall off the floor are dropped."""
+        return [(camera, seen, boxes[:, 4]) for camera, seen, boxes in self._placed(frames)]
+
+    def _placed(self, frames: Sequence[Detections]) -> list[tuple[str, Placement, FloatArray]]:
         per_camera = []
         for frame in frames:
             view = self.views.get(frame.camera)
@@ -187,20 +203,49 @@ class FloorTracker:
             xy, m = seen.xy, self._margin
             keep = (np.isfinite(xy).all(axis=1) & (xy[:, 0] >= -m) & (xy[:, 1] >= -m)
                     & (xy[:, 0] <= self._size[0] + m) & (xy[:, 1] <= self._size[1] + m))
-            per_camera.append((frame.camera, Placement(xy[keep], seen.cov[keep], seen.stature[keep]),
-                               boxes[keep, 4]))
-        return fuse_sightings(per_camera, self.settings.fuse_m)
+            per_camera.append((frame.camera, seen.take(keep), boxes[keep]))
+        return per_camera
+
+    def sightings(self, frames: Sequence[Detections]) -> Sightings:
+        """Project and fuse one step's frames into one sighting per person (see `fuse_sightings`)."""
+        return fuse_sightings(self.placements(frames), self.settings.fuse_m)
 
     def update(self, t: float, frames: Sequence[Detections]) -> list[TrackPoint]:
         """Advance to time `t` with the frames of this step (at most one per camera).
 
+        Each camera's sightings are matched to the tracks on their own (a track takes at most
+        one sighting from each camera), so two people whom one camera sees close together are
+        never averaged into one place by another camera's view; a track seen by several cameras
+        takes all their measurements, each weighted by its covariance. Sure sightings that
+        continued no track are fused across cameras and start new tracks, unless another camera
+        has already placed a followed person there.
+
         Returns where each confirmed person is at `t`: those seen now at their filtered
         position, those hidden inside the shop at the place they were last seen.
         """
-        seen = self.sightings(frames)
-        self._book.step(t, seen.xy, seen.cov, seen.score, self.settings.score_high, seen.stature)
+        book = self._book
+        book.predict(t)
+        continued = []
+        taken: list[tuple[str, FloatArray, FloatArray]] = []
+        leftovers = []
+        for camera, seen, boxes in self._placed(frames):
+            score = boxes[:, 4]
+            matches, fresh = book.associate(t, seen.xy, seen.cov, score, self.settings.score_high, seen.stature)
+            for m in matches:
+                i = m.index
+                xy, cov = seen.xy[i], seen.cov[i]
+                continued.append((m.track, xy, cov, float(score[i]), float(seen.stature[i])))
+                taken.append((camera, xy, cov))
+            leftovers.append((camera, seen.take(fresh), score[fresh]))
+        book.correct(t, continued, self.settings.score_high)
+        new = fuse_sightings(leftovers, self.settings.fuse_m)
+        for i in range(len(new.xy)):
+            if not any(c not in new.cameras[i] and _same_person(new.xy[i], new.cov[i], xy, cov, self.settings.fuse_m)
+                       for c, xy, cov in taken):
+                book.start(t, new.xy[i], new.cov[i], float(new.score[i]), float(new.stature[i]))
+        book.finish(t)
         out = []
-        for tr in self._book.tracks:
+        for tr in book.tracks:
             if not tr.confirmed or (tr.seen != t and self._space.leaving(tr)):
                 continue
             x, y = tr.motion.position
