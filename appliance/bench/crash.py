@@ -300,7 +300,9 @@ def crash_run(day: Day, work: Path, condition: str, *, hit: int = 0, kill_after_
             if not finished:
                 detail = f"{condition}: the restarted appliance exited with {again} (see {work})"
         if condition not in ("random", "none") and not killed:
-            detail = f"{condition} (after {hit}): the point was never reached (exit {code})"
+            log = (work / "first.log").read_text(errors="replace").strip().splitlines()[-5:]
+            detail = f"{condition} (after {hit}): the point was never reached (exit {code}); its log ends: " + \
+                " | ".join(log)
         figures = check(day, work, sandbox)
     return RunResult(condition, killed, finished, figures, first_s, detail)
 
