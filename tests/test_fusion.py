@@ -169,3 +169,18 @@ def test_a_receipt_waits_for_a_pick_that_began_before_the_shopper_left():
     _, charged = s.run(T0, T0 + 30)
     assert charged == {"PPPPPPPPPPPPPPPPPPPPPP": {"cola": 1}}
     assert s.ready_at["PPPPPPPPPPPPPPPPPPPPPP"] > T0 + 19.5
+
+
+def test_a_pick_is_decided_and_its_receipt_ready_while_a_plate_out_of_its_takers_reach_stays_busy():
+    s = Script.shop(plates=30)
+    s.enter("QQQQQQQQQQQQQQQQQQQQQQ", T0 + 1)
+    s.enter("RRRRRRRRRRRRRRRRRRRRRR", T0 + 3)
+    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
+    _shopper(s, "t2", 3.45, T0 + 3, T0 + 8, T0 + 34)
+    s.change("g1.s1.p1", T0 + 12, -521.0)
+    s.change("g1.s1.p25", T0 + 24, 0.0, press=(12.5, 300.0))  # 2.4 m away, a hand resting on it for 12.5 s
+    s.leave(T0 + 20)
+    s.leave(T0 + 34)
+    _, charged = s.run(T0, T0 + 45)
+    assert charged == {"QQQQQQQQQQQQQQQQQQQQQQ": {"cola": 1}, "RRRRRRRRRRRRRRRRRRRRRR": {}}
+    assert s.ready_at["QQQQQQQQQQQQQQQQQQQQQQ"] <= T0 + 20.5  # nobody who could share it was at the busy plate

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from appliance.config import StoreConfig
+from appliance.config import Sensor, StoreConfig
 from appliance.events import (
     CartChange,
     Evidence,
@@ -28,7 +28,16 @@ from appliance.events import (
     ShelfEvent,
     TrackPoint,
 )
-from appliance.fusion.assign import NOBODY_SCORE, Reach, assign_jointly, plate_shares, reach_evidence, weigh
+from appliance.fusion.assign import (
+    NOBODY_SCORE,
+    Reach,
+    assign_jointly,
+    body_scores,
+    hand_scores,
+    plate_shares,
+    reach_evidence,
+    weigh,
+)
 from appliance.fusion.carts import Cart, receipt_for
 from appliance.gate.floor import FloorMemory
 from appliance.gate.passes import PassClaims
@@ -41,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 LOOKBACK_S = 1.5
 LOOKAHEAD_S = 0.5
+HAND_SEEN = 0.05  # a hand scoring more than this over a plate makes its person a candidate
+DURING_BEFORE_S = 0.3  # a hand may be on a plate this long before its weight starts to change
 LOG_SPLIT = math.log(0.3)
 CLOSE_MIN_S = 0.25
 CLOSE_MAX_WAIT_S = 30.0
@@ -215,22 +226,10 @@ class ShopFloor:
 
     def _may_still_change(self, visit: Visit, left: float, undecided: Sequence[tuple[float, str]]) -> bool:
         """Could a shelf change not yet decided still land in this cart? Only one that began before
-        the shopper left, on a plate one of their people was near at the time; anything else in the
-        shop does not hold up their receipt (and the charge)."""
-        for since, sensor in undecided:
-            if since > left:
-                continue
-            plate = self.sensors[sensor].pos
-            for person in visit.people:
-                for tid in person.tracks:
-                    h = self.memory.tracks.get(tid)
-                    if h is None:
-                        continue
-                    _, xy, _ = h.window(since - LOOKBACK_S, left)
-                    if xy.shape[0] and float(np.min(np.hypot(xy[:, 0] - plate[0], xy[:, 1] - plate[1]))) \
-                            <= self.config.fusion.reach_m + 0.3:
-                        return True
-        return False
+        the shopper left, on a plate one of their people could reach while it was changing;
+        anything else in the shop does not hold up their receipt (and the charge)."""
+        return any(since <= left and self._could_reach(visit, self.sensors[sensor], since, left)
+                   for since, sensor in undecided)
 
     # --- deciding shelf events --------------------------------------------------------------------
 
@@ -239,7 +238,7 @@ class ShopFloor:
         plates = [self.sensors[c.sensor] for c in event.changes]
         shares = plate_shares([c.delta_g for c in event.changes])
         t0, t1 = event.t_start - LOOKBACK_S, event.t_end + LOOKAHEAD_S
-        during = (event.t_start - 0.3, event.t_end + 0.2)
+        during = (event.t_start - DURING_BEFORE_S, event.t_end + 0.2)
         out: list[Reach] = []
         visits = list(self.book.open_visits()) + [v for v in self.closing if v.left is None or
                                                    v.left >= event.t_start - 1.0]
@@ -261,7 +260,7 @@ class ShopFloor:
                     body = max(body, b)
                     if hs is not None and (hand is None or hs > hand):
                         hand, point = hs, hp
-                if body > 0 or (hand is not None and hand > 0.05):
+                if body > 0 or (hand is not None and hand > HAND_SEEN):
                     if person.also:
                         # Bound without knowing to which of several visits: their share of each.
                         share = 1.0 / (1 + len(person.also))
@@ -284,30 +283,69 @@ class ShopFloor:
         return math.dist(pa[:2], pb[:2]) <= CLUSTER_RADIUS_M
 
     def _due(self, now: float) -> list[ShelfEvent]:
-        """Events to decide now: settled long enough, and not overlapping one that is still settling."""
+        """Events to decide now: settled long enough, and not overlapping one still settling that
+        one of the same shoppers could have made (those are decided together, people being in
+        one place at a time); an event nobody else near could share goes as soon as it settles."""
         lag = self.config.fusion.resolve_lag_s
         ready = [e for e in self.pending if e.t_end + lag <= now]
         if not ready:
             return []
         waiting = [e for e in self.pending if e.t_end + lag > now]
-        busy = [(self.sensors[self.steps.ids[s]].pos, b.since) for s, b in self.steps._busy.items()]
-        busy += [(self.sensors[self.steps.ids[st.sensor]].pos, st.t_start) for st in self.steps._steps]
+        busy = [(self.steps.ids[s], b.since) for s, b in self.steps._busy.items()]
+        busy += [(self.steps.ids[st.sensor], st.t_start) for st in self.steps._steps]
+        takers: dict[int, set[str]] = {}
+
+        def who(event: ShelfEvent) -> set[str]:
+            if id(event) not in takers:
+                takers[id(event)] = {r.visit for r in self._reaches(event)}
+            return takers[id(event)]
+
+        busy_takers = {(sensor, since): self._near_plate(sensor, since, now) for sensor, since in busy}
         changed = True
         while changed:
             changed = False
             for e in list(ready):
-                if now > e.t_end + lag + MAX_HOLD_S:
+                if now > e.t_end + lag + MAX_HOLD_S or not who(e):
                     continue
                 pos = self.sensors[e.changes[0].sensor].pos
-                blocked = any(self._near(e, w) for w in waiting) or any(
-                    since <= e.t_end + OVERLAP_MARGIN_S and math.dist(p[:2], pos[:2]) <= CLUSTER_RADIUS_M
-                    for p, since in busy)
+                blocked = any(self._near(e, w) and who(e) & who(w) for w in waiting) or any(
+                    since <= e.t_end + OVERLAP_MARGIN_S
+                    and math.dist(self.sensors[sensor].pos[:2], pos[:2]) <= CLUSTER_RADIUS_M
+                    and who(e) & busy_takers[sensor, since]
+                    for sensor, since in busy
+                )
                 if blocked:
                     ready.remove(e)
                     waiting.append(e)
                     changed = True
         self.pending = waiting
         return ready
+
+    def _near_plate(self, sensor: str, since: float, now: float) -> set[str]:
+        """The visits with someone who could take from a plate that has been changing since `since`."""
+        out: set[str] = set()
+        visits = list(self.book.open_visits()) + [v for v in self.closing if v.left is None or v.left >= since - 1.0]
+        for visit in visits:
+            if visit.nonce not in out and self._could_reach(visit, self.sensors[sensor], since, now):
+                out.add(visit.nonce)
+                for person in visit.people:
+                    out.update(person.also)
+        return out
+
+    def _could_reach(self, visit: Visit, plate: Sensor, since: float, until: float) -> bool:
+        """Whether one of a visit's people could reach `plate` between `since` and `until` (the test
+        `_reaches` applies: a body placed to take from the plate, or a hand over it)."""
+        for person in visit.people:
+            for tid in person.tracks:
+                h = self.memory.tracks.get(tid)
+                if h is None:
+                    continue
+                _, xy, hands = h.window(since - DURING_BEFORE_S, until)
+                if xy.shape[0] and float(body_scores(xy, plate, self.config.fusion).max()) > 0.0:
+                    return True
+                if hands.shape[0] and float(np.nanmax(hand_scores(hands, plate), initial=0.0)) > HAND_SEEN:
+                    return True
+        return False
 
     def _moves_stock(self, event: ShelfEvent) -> bool:
         if event.delta_g > 0:
