@@ -9,14 +9,9 @@ receipt; nothing else, and no item name, store-internal id or time anywhere in t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
-import socket
-import threading
-import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 import stripe
@@ -31,6 +26,7 @@ from appliance.payments.receipts import open_receipt, receipt_document, receipt_
 from appliance.payments.refunds import LineRefund, plan_line_refund, plan_visit_refund
 from appliance.payments.sandbox_server import SandboxProcessor
 from appliance.payments.stripe_gateway import StripeGateway
+from appliance.payments.wiretap import Wiretap
 
 PRODUCTS = [
     ("8801007001011", "Banana milk", 1700),
@@ -47,111 +43,13 @@ ALLOWED_HEADERS = {
 }  # fmt: skip
 
 
-class RecordingProxy:
-    """Forwards loopback TCP connections to `target`, keeping every byte the client sends."""
-
-    def __init__(self, target_port: int) -> None:
-        self.sent: list[bytearray] = []
-        self._target = target_port
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._sockets: list[socket.socket] = []
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-        self._acceptor.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self._target))
-            self._sockets += [client, upstream]
-            for s in (client, upstream):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            record = bytearray()
-            self.sent.append(record)
-            for src, dst, keep in ((client, upstream, record), (upstream, client, None)):
-                t = threading.Thread(target=self._pump, args=(src, dst, keep), daemon=True)
-                t.start()
-                self._threads.append(t)
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket, keep: bytearray | None) -> None:
-        try:
-            while data := src.recv(65536):
-                if keep is not None:
-                    keep.extend(data)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
-        self._acceptor.join(timeout=5)
-        self._server.close()
-        for s in self._sockets:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-        for t in self._threads:
-            t.join(timeout=5)
-        for s in self._sockets:
-            s.close()
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: list[tuple[str, str]]
-    headers: dict[str, str]
-    form: list[tuple[str, str]]
-
-
-def parse_requests(stream: bytes) -> Iterator[Request]:
-    """HTTP/1.1 requests, one after another on a kept-alive connection."""
-    while stream:
-        head, sep, rest = stream.partition(b"\r\n\r\n")
-        assert sep, "a request head must end with a blank line"
-        lines = head.decode("ascii").split("\r\n")
-        method, target, version = lines[0].split(" ")
-        assert version == "HTTP/1.1"
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            assert name.lower() not in headers, f"header {name} sent twice"
-            headers[name.lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        body, stream = rest[:length], rest[length:]
-        url = urllib.parse.urlsplit(target)
-        yield Request(
-            method,
-            url.path,
-            urllib.parse.parse_qsl(url.query, keep_blank_values=True),
-            headers,
-            urllib.parse.parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=bool(body)),
-        )
-
-
 @pytest.fixture
-def proxy(sandbox: SandboxProcessor) -> Iterator[RecordingProxy]:
-    p = RecordingProxy(sandbox.port)
-    yield p
-    p.close()
+def proxy(sandbox: SandboxProcessor) -> Iterator[Wiretap]:
+    with Wiretap(sandbox.port) as tap:
+        yield tap
 
 
-def test_only_the_allowed_fields_leave_the_box(sandbox: SandboxProcessor, proxy: RecordingProxy) -> None:
+def test_only_the_allowed_fields_leave_the_box(sandbox: SandboxProcessor, proxy: Wiretap) -> None:
     rng = random.Random(11)
     gateway = StripeGateway("sk_test_egress", proxy.url, read_timeout_s=5.0)
     shopper = X25519PrivateKey.from_private_bytes(bytes(range(200, 232)))
@@ -191,8 +89,8 @@ def test_only_the_allowed_fields_leave_the_box(sandbox: SandboxProcessor, proxy:
             visits[order_ref]["refund"] = (plan.amount, key)
     gateway.find(next(iter(visits)))  # one look-up, as after a forgotten key
 
-    stream = b"".join(bytes(r) for r in proxy.sent)
-    requests = [r for record in proxy.sent for r in parse_requests(bytes(record))]
+    stream = proxy.sent()
+    requests = proxy.requests()
     charges_seen = [r for r in requests if (r.method, r.path) == ("POST", "/v1/payment_intents")]
     refunds_seen = [r for r in requests if (r.method, r.path) == ("POST", "/v1/refunds")]
     lookups = [r for r in requests if r.method == "GET"]
@@ -245,7 +143,7 @@ def test_only_the_allowed_fields_leave_the_box(sandbox: SandboxProcessor, proxy:
     for request in lookups:
         assert request.path in ("/v1/payment_intents/search", "/v1/refunds")
         if request.path.endswith("search"):
-            assert request.query == [("query", f"metadata['order_ref']:'{next(iter(visits))}'"), ("limit", "10")]
+            assert request.query == (("query", f"metadata['order_ref']:'{next(iter(visits))}'"), ("limit", "10"))
 
     refs = list(visits)
     assert len(set(refs)) == len(refs) and all(len(r) >= 22 for r in refs)

@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -29,6 +29,7 @@ from appliance.gate.card import CardDesk
 from appliance.gate.clock import Clock, WallClock
 from appliance.gate.mqtt import GateLink
 from appliance.gate.passes import PassClaims, ReplayCache, parse_pass_unchecked
+from appliance.replay import merge_streams
 from appliance.shelves.ingest import MqttShelfSource, ShelfIngest
 
 if TYPE_CHECKING:
@@ -69,17 +70,6 @@ class Source(Protocol):
     def run(self, loop: Feed, stop: threading.Event) -> None: ...
 
 
-def merge(gate: Sequence[GateEvent], tracks: Iterable[TrackPoint]) -> Iterator[GateEvent | TrackPoint]:
-    """Gate events and track points in time order (a gate event first when times are equal)."""
-    gi = 0
-    for p in tracks:
-        while gi < len(gate) and gate[gi].t <= p.t:
-            yield gate[gi]
-            gi += 1
-        yield p
-    yield from gate[gi:]
-
-
 class RecordingSource:
     """Plays a recording (at its tracks level) through the core loop.
 
@@ -112,7 +102,7 @@ class RecordingSource:
         assert rec.tracks is not None
         w = rec.weights
         start, end = rec.start, rec.end
-        stream = merge(rec.gate, rec.tracks)
+        stream = merge_streams(rec.gate, rec.tracks)
         nxt: GateEvent | TrackPoint | None = next(stream, None)
         wi = 0
         wall0 = self._monotonic()
