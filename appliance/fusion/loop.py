@@ -49,6 +49,8 @@ CLUSTER_RADIUS_M = 3.0
 MAX_HOLD_S = 10.0
 REFUND_WINDOW_S = 30 * 60.0
 FOREIGN_SPREAD = 0.04
+LOOSE_RETURN_SLACK_G = 5.0  # with the scale's error, a return of loose goods may weigh a little more than the
+LOOSE_RETURN_SLACK = 0.03  # scoop did (the scorer's own tolerance is max(5 g, 3%))
 REACH_S = 0.5  # a hand needs about this long to get to a shelf and back: no one does two at once
 
 
@@ -390,8 +392,20 @@ class ShopFloor:
                     continue
                 prior = math.log(0.3 + 0.7 * r.confidence)
                 for sku in cart.held_skus():
+                    if not self._could_return(cart, sku, event):
+                        continue
                     extra[sku] = max(extra.get(sku, -math.inf), prior)
         return explain(event, self.planogram, extra, self._foreign_on(plates), self.touching)
+
+    def _could_return(self, cart: Cart, sku: str, event: ShelfEvent) -> bool:
+        """Whether a put-down could be (part of) what this cart holds of a loose product: nobody sets
+        down more grams than they carry, except on the product's own bin (topping up is not a return,
+        but the bin's stock explains it anyway)."""
+        product = self.planogram.products.get(sku)
+        if product is None or not product.by_weight:
+            return True
+        held = cart.grams.get(sku, 0.0)
+        return abs(event.delta_g) <= held + max(LOOSE_RETURN_SLACK_G, LOOSE_RETURN_SLACK * held)
 
     def _parts(self, event: ShelfEvent) -> list[ShelfEvent]:
         """Whole event, or one event per plate when separate explanations fit better."""

@@ -1,0 +1,62 @@
+"""Fewer wrong charges: loose goods cannot come back heavier than they left, and doubtful
+identities send a pick to review instead of to the wrong cart."""
+
+from __future__ import annotations
+
+from shopkit import T0, Script, store_raw
+
+from appliance.config import parse_config
+
+LOOSE = store_raw(
+    products=[
+        {"sku": "cola", "name": "Cola 500 ml", "price": 1500, "unit_g": 521.0, "unit_sd_g": 2.0},
+        {"sku": "gum", "name": "Gum", "price": 900, "unit_g": 32.0, "unit_sd_g": 0.5},
+        {"sku": "almonds", "name": "Almonds", "price": 30000, "by_weight": True},
+    ],
+    stock=[
+        {"sku": "cola", "sensors": ["g1.s1.p1", "g1.s1.p2"]},
+        {"sku": "gum", "sensors": ["g1.s1.p4"]},
+        {"sku": "almonds", "sensors": ["g1.s1.p8"]},
+    ],
+)
+
+
+def _walk(s: Script, track: str, stops: list[tuple[float, float]], t_in: float, t_out: float) -> None:
+    """In at the entry, standing in front of each x from its time until the next stop, out at t_out."""
+    pts = [(t_in, 1.0, 0.3)]
+    for i, (t, x) in enumerate(stops):
+        pts.append((t, x, 3.45))
+        end = stops[i + 1][0] - 1.0 if i + 1 < len(stops) else t_out - 4.0
+        pts.append((end, x, 3.45))
+    pts += [(t_out, 2.5, 0.2), (t_out + 1, 2.5, -0.5)]
+    s.walk(track, pts)
+
+
+def _grams(s: Script) -> dict[str, dict[str, float]]:
+    return {r.visit: {ln.sku: ln.grams for ln in r.lines if ln.grams} for r in s.receipts}
+
+
+def test_an_own_flask_heavier_than_the_loose_goods_held_is_not_taken_for_a_return_of_them():
+    s = Script(parse_config(LOOSE))
+    s.enter("LLLLLLLLLLLLLLLLLLLLLL", T0 + 1)
+    _walk(s, "t1", [(T0 + 5, 1.75), (T0 + 14, 1.45)], T0 + 1, T0 + 32)
+    s.change("g1.s1.p8", T0 + 8, -300.0)   # a scoop of almonds
+    s.change("g1.s1.p5", T0 + 17, +480.0)  # their own flask set down on an empty plate
+    s.change("g1.s1.p5", T0 + 23, -480.0)  # ... and picked up again
+    s.leave(T0 + 32)
+    floor, charged = s.run(T0, T0 + 42)
+    assert charged == {"LLLLLLLLLLLLLLLLLLLLLL": {"almonds": 0}}
+    assert abs(_grams(s)["LLLLLLLLLLLLLLLLLLLLLL"]["almonds"] - 300.0) < 5.0
+    assert not floor.restock
+
+
+def test_loose_goods_set_down_elsewhere_are_still_credited():
+    s = Script(parse_config(LOOSE))
+    s.enter("MMMMMMMMMMMMMMMMMMMMMM", T0 + 1)
+    _walk(s, "t1", [(T0 + 5, 1.75), (T0 + 14, 1.45)], T0 + 1, T0 + 28)
+    s.change("g1.s1.p8", T0 + 8, -300.0)
+    s.change("g1.s1.p5", T0 + 17, +300.0)  # the whole bag left on another plate
+    s.leave(T0 + 28)
+    floor, _charged = s.run(T0, T0 + 38)
+    assert _grams(s) == {"MMMMMMMMMMMMMMMMMMMMMM": {}}
+    assert [(a.sensor, a.sku) for a in floor.restock] == [("g1.s1.p5", "almonds")]
