@@ -60,3 +60,64 @@ def test_loose_goods_set_down_elsewhere_are_still_credited():
     floor, _charged = s.run(T0, T0 + 38)
     assert _grams(s) == {"MMMMMMMMMMMMMMMMMMMMMM": {}}
     assert [(a.sensor, a.sku) for a in floor.restock] == [("g1.s1.p5", "almonds")]
+
+
+def test_part_of_a_bag_of_loose_goods_cannot_come_back_away_from_its_bin():
+    s = Script(parse_config(LOOSE))
+    s.enter("NNNNNNNNNNNNNNNNNNNNNN", T0 + 1)
+    _walk(s, "t1", [(T0 + 5, 1.75), (T0 + 14, 1.45)], T0 + 1, T0 + 32)
+    s.change("g1.s1.p8", T0 + 8, -300.0)
+    s.change("g1.s1.p5", T0 + 17, +137.0)  # a phone set down: lighter than the bag, but not the bag
+    s.change("g1.s1.p5", T0 + 23, -137.0)
+    s.leave(T0 + 32)
+    floor, _charged = s.run(T0, T0 + 42)
+    assert abs(_grams(s)["NNNNNNNNNNNNNNNNNNNNNN"]["almonds"] - 300.0) < 5.0
+    assert not floor.restock
+
+
+def test_some_of_the_loose_goods_poured_back_into_their_bin_are_credited():
+    s = Script(parse_config(LOOSE))
+    s.enter("OOOOOOOOOOOOOOOOOOOOOO", T0 + 1)
+    _walk(s, "t1", [(T0 + 5, 1.75)], T0 + 1, T0 + 28)
+    s.change("g1.s1.p8", T0 + 8, -300.0)
+    s.change("g1.s1.p8", T0 + 15, +80.0)
+    s.leave(T0 + 28)
+    _floor, _charged = s.run(T0, T0 + 38)
+    assert abs(_grams(s)["OOOOOOOOOOOOOOOOOOOOOO"]["almonds"] - 220.0) < 5.0
+
+
+LOOKALIKES = store_raw(
+    products=[
+        {"sku": "juice1l", "name": "Juice 1 L", "price": 2500, "unit_g": 1036.0, "unit_sd_g": 3.0},
+        {"sku": "water1l", "name": "Water 1 L", "price": 1200, "unit_g": 1040.0, "unit_sd_g": 3.0},
+    ],
+    stock=[
+        {"sku": "juice1l", "sensors": ["g1.s1.p1", "g1.s1.p2"]},
+        {"sku": "water1l", "sensors": ["g1.s1.p6", "g1.s1.p7"]},
+    ],
+)
+
+
+def test_a_unit_set_down_on_a_lookalikes_plate_is_credited_to_the_cart_that_holds_it():
+    s = Script(parse_config(LOOKALIKES))
+    s.enter("PPPPPPPPPPPPPPPPPPPPPP", T0 + 1)
+    _walk(s, "t1", [(T0 + 5, 1.05), (T0 + 14, 1.65)], T0 + 1, T0 + 30)
+    s.change("g1.s1.p1", T0 + 8, -1036.0)
+    s.change("g1.s1.p7", T0 + 17, +1037.0)  # the juice left beside the water, which weighs nearly the same
+    s.leave(T0 + 30)
+    floor, charged = s.run(T0, T0 + 40)
+    assert charged == {"PPPPPPPPPPPPPPPPPPPPPP": {}}
+    assert [(a.sensor, a.sku) for a in floor.restock] == [("g1.s1.p7", "juice1l")]
+
+
+def test_a_bag_of_loose_goods_left_elsewhere_and_picked_up_again_is_charged_again():
+    s = Script(parse_config(LOOSE))
+    s.enter("QQQQQQQQQQQQQQQQQQQQQQ", T0 + 1)
+    _walk(s, "t1", [(T0 + 5, 1.75), (T0 + 14, 1.45)], T0 + 1, T0 + 34)
+    s.change("g1.s1.p8", T0 + 8, -300.0)
+    s.change("g1.s1.p5", T0 + 17, +300.0)
+    s.change("g1.s1.p5", T0 + 24, -300.0)
+    s.leave(T0 + 34)
+    floor, _charged = s.run(T0, T0 + 44)
+    assert abs(_grams(s)["QQQQQQQQQQQQQQQQQQQQQQ"]["almonds"] - 300.0) < 5.0
+    assert not floor.extras["g1.s1.p5"].bags["almonds"]
