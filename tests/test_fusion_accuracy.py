@@ -121,3 +121,18 @@ def test_a_bag_of_loose_goods_left_elsewhere_and_picked_up_again_is_charged_agai
     floor, _charged = s.run(T0, T0 + 44)
     assert abs(_grams(s)["QQQQQQQQQQQQQQQQQQQQQQ"]["almonds"] - 300.0) < 5.0
     assert not floor.extras["g1.s1.p5"].bags["almonds"]
+
+
+def test_an_own_bottle_weighing_like_the_stock_it_was_set_down_on_is_not_charged_when_picked_up():
+    s = Script.shop()
+    s.enter("RRRRRRRRRRRRRRRRRRRRRR", T0 + 1)
+    _walk(s, "t1", [(T0 + 5, 1.05)], T0 + 1, T0 + 30)
+    # their own 523 g bottle, set down across both cola plates (cola weighs 521 g) ...
+    s.change("g1.s1.p1", T0 + 8, +300.0)
+    s.change("g1.s1.p2", T0 + 8, +223.0)
+    # ... and picked up again
+    s.change("g1.s1.p1", T0 + 18, -300.0)
+    s.change("g1.s1.p2", T0 + 18, -223.0)
+    s.leave(T0 + 30)
+    _floor, charged = s.run(T0, T0 + 40)
+    assert charged == {"RRRRRRRRRRRRRRRRRRRRRR": {}}

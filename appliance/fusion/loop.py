@@ -49,6 +49,7 @@ CLUSTER_RADIUS_M = 3.0
 MAX_HOLD_S = 10.0
 REFUND_WINDOW_S = 30 * 60.0
 FOREIGN_SPREAD = 0.04
+FOREIGN_WEIGHED_SPREAD = 0.005  # a plate's gain error: about half a percent
 LOOSE_RETURN_SLACK_G = 5.0  # with the plates' error, a return of loose goods may weigh a little more than
 LOOSE_RETURN_SLACK = 0.01  # the scoop did: about a gram of noise and half a percent of gain each time
 LOG_NOBODY_HOLDS = math.log(0.05)
@@ -78,6 +79,9 @@ class PlateExtras:
     misplaced: dict[str, int] = field(default_factory=dict)
     bags: dict[str, list[float]] = field(default_factory=dict)  # loose goods set down here, grams per bag
     foreign: list[float] = field(default_factory=list)
+    # spread of each foreign item's weight: wide for a palm's push, narrow for a thing set down and weighed
+    foreign_sd: list[float] = field(default_factory=list)
+    foreign_on: list[frozenset[str]] = field(default_factory=list)  # the plates each one rests on
 
 
 @dataclass(slots=True)
@@ -365,16 +369,22 @@ class ShopFloor:
                 self._put_down(part, decided[i], hyps)
 
     def _foreign_on(self, plates: Sequence[str]) -> list[Candidate]:
+        """Foreign items resting on any of these plates (an item set down across plates rests on all)."""
         out = []
-        for sid in plates:
-            ex = self.extras.get(sid)
-            if ex is None:
-                continue
-            for k, w in enumerate(ex.foreign):
-                # Its weight was measured once, and a palm that rested there pushed with a varying force.
-                out.append(Candidate(f"foreign:{sid}:{k}", w, max(1.0, FOREIGN_SPREAD * w), False,
-                                     frozenset([sid]), 0.0))
+        here = set(plates)
+        for sid, ex in sorted(self.extras.items()):
+            for k, (w, sd, on) in enumerate(zip(ex.foreign, ex.foreign_sd, ex.foreign_on)):
+                if on & here:
+                    out.append(Candidate(f"foreign:{sid}:{k}", w, sd, False, on, 0.0))
         return out
+
+    def _add_foreign(self, plate: str, event: ShelfEvent, grams: float, spread: float) -> None:
+        """Remember something on `plate` (and on whichever of the event's plates it weighed on) that is not stock."""
+        ex = self.extras.setdefault(plate, PlateExtras())
+        ex.foreign.append(grams)
+        ex.foreign_sd.append(max(1.0, spread * grams))
+        weighed = [c.sensor for c in event.changes if abs(c.delta_g) >= max(3.0 * c.noise_g, 4.0)]
+        ex.foreign_on.append(frozenset(weighed) | {plate})
 
     def _misplaced_on(self, plates: Sequence[str], grams: float) -> dict[str, float]:
         """Products set down here that are not stocked here; a bag of loose goods only for its own weight."""
@@ -504,7 +514,10 @@ class ShopFloor:
             ex = self.extras[sid]
             for _ in range(max(1, item.qty)):
                 if ex.foreign:
-                    ex.foreign.pop(min(int(k), len(ex.foreign) - 1))
+                    j = min(int(k), len(ex.foreign) - 1)
+                    ex.foreign.pop(j)
+                    ex.foreign_sd.pop(j)
+                    ex.foreign_on.pop(j)
         goods = [i for i in best.items if not i.sku.startswith("foreign:")]
         if not goods:
             self._record(event, "foreign item taken back", who.visit if who else "", best)
@@ -538,7 +551,8 @@ class ShopFloor:
         best = hyps[0]
         main_plate = max(event.changes, key=lambda c: abs(c.delta_g)).sensor
         if best.unexplained or all(i.sku.startswith("foreign:") for i in best.items):
-            self.extras.setdefault(main_plate, PlateExtras()).foreign.append(abs(event.delta_g))
+            # Its weight was measured once, and a palm that rested there pushed with a varying force.
+            self._add_foreign(main_plate, event, abs(event.delta_g), FOREIGN_SPREAD)
             self._record(event, "foreign item put down", reaches[0].visit if reaches else "", best)
             return
         for item in best.items:
@@ -547,8 +561,9 @@ class ShopFloor:
             holder = self._holder(item.sku, item.qty, reaches)
             if holder is None:
                 # Nobody's cart holds it: not charged to anyone; the plate now carries it.
-                self.extras.setdefault(main_plate, PlateExtras()).foreign.append(
-                    abs(event.delta_g) / max(1, len(best.items)))
+                # It looked like stock: a thing set down and weighed as well as the plate weighs.
+                self._add_foreign(main_plate, event, abs(event.delta_g) / max(1, len(best.items)),
+                                  FOREIGN_WEIGHED_SPREAD)
                 self._record(event, "put down, no cart holds it", "", best)
                 continue
             cart = self.carts.get(holder.visit) or self.closed_carts[holder.visit][0]
