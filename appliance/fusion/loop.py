@@ -60,7 +60,17 @@ CLUSTER_RADIUS_M = 3.0
 MAX_HOLD_S = 10.0
 REFUND_WINDOW_S = 30 * 60.0
 FOREIGN_SPREAD = 0.04
+FOREIGN_WEIGHED_SPREAD = 0.005  # a plate's gain error: about half a percent
+LOOSE_RETURN_SLACK_G = 5.0  # with the plates' error, a return of loose goods may weigh a little more than
+LOOSE_RETURN_SLACK = 0.01  # the scoop did: about a gram of noise and half a percent of gain each time
+LOG_NOBODY_HOLDS = math.log(0.05)
 REACH_S = 0.5  # a hand needs about this long to get to a shelf and back: no one does two at once
+
+
+def same_bag(grams: float, bag: float) -> bool:
+    """Whether a weight change is the same bag of loose goods weighed again (about a gram of noise and
+    half a percent of gain each time)."""
+    return abs(grams - bag) <= max(LOOSE_RETURN_SLACK_G, LOOSE_RETURN_SLACK * bag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +88,11 @@ class PlateExtras:
     """Things on a plate that are not its planned stock: misplaced products and foreign items."""
 
     misplaced: dict[str, int] = field(default_factory=dict)
+    bags: dict[str, list[float]] = field(default_factory=dict)  # loose goods set down here, grams per bag
     foreign: list[float] = field(default_factory=list)
+    # spread of each foreign item's weight: wide for a palm's push, narrow for a thing set down and weighed
+    foreign_sd: list[float] = field(default_factory=list)
+    foreign_on: list[frozenset[str]] = field(default_factory=list)  # the plates each one rests on
 
 
 @dataclass(slots=True)
@@ -393,23 +407,34 @@ class ShopFloor:
                 self._put_down(part, decided[i], hyps)
 
     def _foreign_on(self, plates: Sequence[str]) -> list[Candidate]:
+        """Foreign items resting on any of these plates (an item set down across plates rests on all)."""
         out = []
-        for sid in plates:
-            ex = self.extras.get(sid)
-            if ex is None:
-                continue
-            for k, w in enumerate(ex.foreign):
-                # Its weight was measured once, and a palm that rested there pushed with a varying force.
-                out.append(Candidate(f"foreign:{sid}:{k}", w, max(1.0, FOREIGN_SPREAD * w), False,
-                                     frozenset([sid]), 0.0))
+        here = set(plates)
+        for sid, ex in sorted(self.extras.items()):
+            for k, (w, sd, on) in enumerate(zip(ex.foreign, ex.foreign_sd, ex.foreign_on)):
+                if on & here:
+                    out.append(Candidate(f"foreign:{sid}:{k}", w, sd, False, on, 0.0))
         return out
 
-    def _misplaced_on(self, plates: Sequence[str]) -> dict[str, float]:
+    def _add_foreign(self, plate: str, event: ShelfEvent, grams: float, spread: float) -> None:
+        """Remember something on `plate` (and on whichever of the event's plates it weighed on) that is not stock."""
+        ex = self.extras.setdefault(plate, PlateExtras())
+        ex.foreign.append(grams)
+        ex.foreign_sd.append(max(1.0, spread * grams))
+        weighed = [c.sensor for c in event.changes if abs(c.delta_g) >= max(3.0 * c.noise_g, 4.0)]
+        ex.foreign_on.append(frozenset(weighed) | {plate})
+
+    def _misplaced_on(self, plates: Sequence[str], grams: float) -> dict[str, float]:
+        """Products set down here that are not stocked here; a bag of loose goods only for its own weight."""
         extra: dict[str, float] = {}
         for sid in plates:
             ex = self.extras.get(sid)
             if ex is not None:
                 for sku, n in ex.misplaced.items():
+                    product = self.planogram.products.get(sku)
+                    if product is not None and product.by_weight and not any(
+                            same_bag(grams, bag) for bag in ex.bags.get(sku, ())):
+                        continue
                     if n > 0:
                         extra[sku] = 0.0
         return extra
@@ -417,7 +442,7 @@ class ShopFloor:
     def _explain(self, event: ShelfEvent, reaches: Sequence[Reach]) -> list[Hypothesis]:
         plates = [c.sensor for c in event.changes]
         if event.delta_g < 0:
-            extra = self._misplaced_on(plates)
+            extra = self._misplaced_on(plates, abs(event.delta_g))
         else:
             extra = {}
             for r in reaches:
@@ -428,8 +453,41 @@ class ShopFloor:
                     continue
                 prior = math.log(0.3 + 0.7 * r.confidence)
                 for sku in cart.held_skus():
+                    if not self._could_return(cart, sku, event):
+                        continue
                     extra[sku] = max(extra.get(sku, -math.inf), prior)
+            # Something stocked here that no cart holds can only be set down by someone the box
+            # lost track of: a lookalike that some cart does hold explains the change better.
+            held = self._held_anywhere()
+            for sku in self.planogram.stocked(plates):
+                if sku not in extra and sku not in held:
+                    extra[sku] = LOG_NOBODY_HOLDS
         return explain(event, self.planogram, extra, self._foreign_on(plates), self.touching)
+
+    def _held_anywhere(self) -> set[str]:
+        """Products some cart holds: of the shoppers inside, or of those who left within the refund window."""
+        out: set[str] = set()
+        for cart in self.carts.values():
+            out.update(cart.held_skus())
+        cutoff = self.now - REFUND_WINDOW_S
+        for cart, _entered, left in self.closed_carts.values():
+            if left >= cutoff:
+                out.update(cart.held_skus())
+        return out
+
+    def _could_return(self, cart: Cart, sku: str, event: ShelfEvent) -> bool:
+        """Whether a put-down could be what this cart holds of a loose product. On the product's own
+        bin some of it may be poured back, but never more than was scooped; anywhere else loose goods
+        cannot be poured out, so what comes back is a whole bag: one scoop, or all of them."""
+        product = self.planogram.products.get(sku)
+        if product is None or not product.by_weight:
+            return True
+        held = cart.grams.get(sku, 0.0)
+        grams = abs(event.delta_g)
+        if any(sku in self.planogram.on_plate.get(c.sensor, ()) for c in event.changes):
+            return grams <= held + max(LOOSE_RETURN_SLACK_G, LOOSE_RETURN_SLACK * held)
+        scoops = [c.grams for c in cart.changes if c.sku == sku and c.grams > 0]
+        return any(same_bag(grams, bag) for bag in (held, *scoops))
 
     def _parts(self, event: ShelfEvent) -> list[ShelfEvent]:
         """Whole event, or one event per plate when separate explanations fit better."""
@@ -494,7 +552,10 @@ class ShopFloor:
             ex = self.extras[sid]
             for _ in range(max(1, item.qty)):
                 if ex.foreign:
-                    ex.foreign.pop(min(int(k), len(ex.foreign) - 1))
+                    j = min(int(k), len(ex.foreign) - 1)
+                    ex.foreign.pop(j)
+                    ex.foreign_sd.pop(j)
+                    ex.foreign_on.pop(j)
         goods = [i for i in best.items if not i.sku.startswith("foreign:")]
         if not goods:
             self._record(event, "foreign item taken back", who.visit if who else "", best)
@@ -514,7 +575,11 @@ class ShopFloor:
             for sid in plates:
                 held = self.extras.get(sid)
                 if held and held.misplaced.get(item.sku, 0) > 0:
-                    held.misplaced[item.sku] -= min(item.qty, held.misplaced[item.sku])
+                    bags = held.bags.get(item.sku, [])
+                    bag = next((b for b in bags if item.grams and same_bag(item.grams, b)), None)
+                    if bag is not None:
+                        bags.remove(bag)
+                    held.misplaced[item.sku] -= min(item.qty or (bag is not None), held.misplaced[item.sku])
             change = CartChange(who.visit, item.sku, item.qty, item.grams,
                                 self._evidence(event, best.probability, who.confidence, "taken"))
             self._apply(who.visit, change)
@@ -524,7 +589,8 @@ class ShopFloor:
         best = hyps[0]
         main_plate = max(event.changes, key=lambda c: abs(c.delta_g)).sensor
         if best.unexplained or all(i.sku.startswith("foreign:") for i in best.items):
-            self.extras.setdefault(main_plate, PlateExtras()).foreign.append(abs(event.delta_g))
+            # Its weight was measured once, and a palm that rested there pushed with a varying force.
+            self._add_foreign(main_plate, event, abs(event.delta_g), FOREIGN_SPREAD)
             self._record(event, "foreign item put down", reaches[0].visit if reaches else "", best)
             return
         for item in best.items:
@@ -533,8 +599,9 @@ class ShopFloor:
             holder = self._holder(item.sku, item.qty, reaches)
             if holder is None:
                 # Nobody's cart holds it: not charged to anyone; the plate now carries it.
-                self.extras.setdefault(main_plate, PlateExtras()).foreign.append(
-                    abs(event.delta_g) / max(1, len(best.items)))
+                # It looked like stock: a thing set down and weighed as well as the plate weighs.
+                self._add_foreign(main_plate, event, abs(event.delta_g) / max(1, len(best.items)),
+                                  FOREIGN_WEIGHED_SPREAD)
                 self._record(event, "put down, no cart holds it", "", best)
                 continue
             cart = self.carts.get(holder.visit) or self.closed_carts[holder.visit][0]
@@ -553,6 +620,8 @@ class ShopFloor:
                 self.restock.append(RestockAlert(event.t_end, main_plate, item.sku, qty or 1))
                 ex = self.extras.setdefault(main_plate, PlateExtras())
                 ex.misplaced[item.sku] = ex.misplaced.get(item.sku, 0) + (qty or 1)
+                if item.grams:
+                    ex.bags.setdefault(item.sku, []).append(item.grams)
             self._record(event, "returned" if stocked_here else "returned to the wrong place", holder.visit, best,
                          holder.confidence)
 

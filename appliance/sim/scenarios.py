@@ -334,7 +334,8 @@ def _handoff(sc: Scene) -> None:
     b.take(_key(sc, (key,)))
     a.leave()
     b.leave()
-    _strangers_handoff(sc, a.t - _u(sc, 10.0, 30.0))
+    # (never before the recording starts: a take nobody could have seen is no test of the box)
+    _strangers_handoff(sc, max(sc.start + 4.0, a.t - _u(sc, 10.0, 30.0)))
 
 
 def _crowd(sc: Scene) -> None:
