@@ -83,16 +83,22 @@ class RestockAlert:
     qty: int
 
 
+@dataclass(frozen=True, slots=True)
+class ForeignItem:
+    """Something resting on the shelf that is not stock, as it weighed."""
+
+    grams: float
+    sd: float  # wide for a palm's push, narrow for a thing set down and weighed
+    on: frozenset[str]  # the plates it rests on
+
+
 @dataclass(slots=True)
 class PlateExtras:
     """Things on a plate that are not its planned stock: misplaced products and foreign items."""
 
     misplaced: dict[str, int] = field(default_factory=dict)
     bags: dict[str, list[float]] = field(default_factory=dict)  # loose goods set down here, grams per bag
-    foreign: list[float] = field(default_factory=list)
-    # spread of each foreign item's weight: wide for a palm's push, narrow for a thing set down and weighed
-    foreign_sd: list[float] = field(default_factory=list)
-    foreign_on: list[frozenset[str]] = field(default_factory=list)  # the plates each one rests on
+    foreign: list[ForeignItem] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -411,18 +417,16 @@ class ShopFloor:
         out = []
         here = set(plates)
         for sid, ex in sorted(self.extras.items()):
-            for k, (w, sd, on) in enumerate(zip(ex.foreign, ex.foreign_sd, ex.foreign_on)):
-                if on & here:
-                    out.append(Candidate(f"foreign:{sid}:{k}", w, sd, False, on, 0.0))
+            for k, item in enumerate(ex.foreign):
+                if item.on & here:
+                    out.append(Candidate(f"foreign:{sid}:{k}", item.grams, item.sd, False, item.on, 0.0))
         return out
 
     def _add_foreign(self, plate: str, event: ShelfEvent, grams: float, spread: float) -> None:
         """Remember something on `plate` (and on whichever of the event's plates it weighed on) that is not stock."""
-        ex = self.extras.setdefault(plate, PlateExtras())
-        ex.foreign.append(grams)
-        ex.foreign_sd.append(max(1.0, spread * grams))
         weighed = [c.sensor for c in event.changes if abs(c.delta_g) >= max(3.0 * c.noise_g, 4.0)]
-        ex.foreign_on.append(frozenset(weighed) | {plate})
+        item = ForeignItem(grams, max(1.0, spread * grams), frozenset(weighed) | {plate})
+        self.extras.setdefault(plate, PlateExtras()).foreign.append(item)
 
     def _misplaced_on(self, plates: Sequence[str], grams: float) -> dict[str, float]:
         """Products set down here that are not stocked here; a bag of loose goods only for its own weight."""
@@ -552,10 +556,7 @@ class ShopFloor:
             ex = self.extras[sid]
             for _ in range(max(1, item.qty)):
                 if ex.foreign:
-                    j = min(int(k), len(ex.foreign) - 1)
-                    ex.foreign.pop(j)
-                    ex.foreign_sd.pop(j)
-                    ex.foreign_on.pop(j)
+                    ex.foreign.pop(min(int(k), len(ex.foreign) - 1))
         goods = [i for i in best.items if not i.sku.startswith("foreign:")]
         if not goods:
             self._record(event, "foreign item taken back", who.visit if who else "", best)
