@@ -260,10 +260,8 @@ class ShopFloor:
         t0, t1 = event.t_start - LOOKBACK_S, event.t_end + LOOKAHEAD_S
         during = (event.t_start - DURING_BEFORE_S, event.t_end + 0.2)
         out: list[Reach] = []
-        visits = list(self.book.open_visits()) + [v for v in self.closing if v.left is None or
-                                                   v.left >= event.t_start - 1.0]
         seen: set[str] = set()
-        for visit in visits:
+        for visit in self._visits_around(event.t_start):
             if visit.nonce in seen:
                 continue
             seen.add(visit.nonce)
@@ -320,7 +318,13 @@ class ShopFloor:
                 takers[id(event)] = {r.visit for r in self._reaches(event)}
             return takers[id(event)]
 
-        busy_takers = {(sensor, since): self._near_plate(sensor, since, now) for sensor, since in busy}
+        near: dict[tuple[str, float], set[str]] = {}
+
+        def near_busy(sensor: str, since: float) -> set[str]:
+            if (sensor, since) not in near:
+                near[sensor, since] = self._near_plate(sensor, since, now)
+            return near[sensor, since]
+
         changed = True
         while changed:
             changed = False
@@ -331,7 +335,7 @@ class ShopFloor:
                 blocked = any(self._near(e, w) and who(e) & who(w) for w in waiting) or any(
                     since <= e.t_end + OVERLAP_MARGIN_S
                     and math.dist(self.sensors[sensor].pos[:2], pos[:2]) <= CLUSTER_RADIUS_M
-                    and who(e) & busy_takers[sensor, since]
+                    and bool(who(e) & near_busy(sensor, since))
                     for sensor, since in busy
                 )
                 if blocked:
@@ -344,13 +348,16 @@ class ShopFloor:
     def _near_plate(self, sensor: str, since: float, now: float) -> set[str]:
         """The visits with someone who could take from a plate that has been changing since `since`."""
         out: set[str] = set()
-        visits = list(self.book.open_visits()) + [v for v in self.closing if v.left is None or v.left >= since - 1.0]
-        for visit in visits:
+        for visit in self._visits_around(since):
             if visit.nonce not in out and self._could_reach(visit, self.sensors[sensor], since, now):
                 out.add(visit.nonce)
                 for person in visit.people:
                     out.update(person.also)
         return out
+
+    def _visits_around(self, t: float) -> list[Visit]:
+        """The visits open now, and those closing whose people left no earlier than a second before t."""
+        return list(self.book.open_visits()) + [v for v in self.closing if v.left is None or v.left >= t - 1.0]
 
     def _could_reach(self, visit: Visit, plate: Sensor, since: float, until: float) -> bool:
         """Whether one of a visit's people could reach `plate` between `since` and `until` (the test
