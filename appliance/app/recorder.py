@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from appliance.config import Product
 from appliance.events import CartChange, Receipt, ReviewItem
 from appliance.fusion.carts import Cart, receipt_for
+from appliance.fusion.loop import REFUND_WINDOW_S
 from appliance.gate.passes import PassClaims
 from appliance.gate.visits import Visit as FloorVisit
 from appliance.vault import Charge, ChargeStateError, Vault, VaultError
@@ -73,7 +74,7 @@ class FloorRecorder:
         self._on_charge = on_charge
         self._refund_line = refund_line
         self._ids: dict[str, str] = {}
-        self._closed: dict[str, str] = {}
+        self._closed: dict[str, tuple[str, float]] = {}  # nonce -> (visit id, left) within the refund window
         self.returns: list[tuple[str, str, int]] = []  # (visit id, sku, units) waiting for a paid charge
         self._lines_seen: dict[str, int] = {}
         self._lines_stored: dict[str, int] = {}
@@ -173,8 +174,8 @@ class FloorRecorder:
             logger.error("visit %s: a review item could not be stored: %s", visit_id, err)
 
     def credited_after_exit(self, change: CartChange) -> None:
-        visit_id = self._closed.get(change.visit)
-        if visit_id is None:
+        visit_id, _left = self._closed.get(change.visit, ("", 0.0))
+        if not visit_id:
             logger.error("a unit returned after its shopper left belongs to a visit the recorder never closed")
             return
         if change.grams or change.qty >= 0:
@@ -213,7 +214,9 @@ class FloorRecorder:
             return None
         for seen in (self._lines_seen, self._lines_stored, self._review_seen, self._review_stored):
             seen.pop(visit_id, None)
-        self._closed[receipt.visit] = visit_id
+        cutoff = receipt.left - REFUND_WINDOW_S
+        self._closed = {nonce: v for nonce, v in self._closed.items() if v[1] >= cutoff}
+        self._closed[receipt.visit] = (visit_id, receipt.left)
         charge = self._vault.close_visit(
             visit_id, left_at=receipt.left, lines=receipt.lines, amount=receipt.total, currency=receipt.currency
         )

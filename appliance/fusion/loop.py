@@ -196,7 +196,10 @@ class ShopFloor:
         if due:
             self._decide_all(due)
         self.memory.prune(now)
-        return self._finish_visits(now, final=False)
+        receipts = self._finish_visits(now, final=False)
+        cutoff = now - REFUND_WINDOW_S  # nothing older can come back to a shelf for a refund
+        self.closed_carts = {v: c for v, c in self.closed_carts.items() if c[2] >= cutoff}
+        return receipts
 
     def finish(self, end: float) -> list[Receipt]:
         """End of input: settle and decide everything, close every visit."""
