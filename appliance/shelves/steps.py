@@ -42,6 +42,7 @@ SIGNIFICANT_SIGMA = 4.0
 NUDGE = 0.2
 HISTORY = 64
 PARTNER_MIN_G = 0.5
+STIRRED_KEPT = 4
 
 
 @dataclass(slots=True)
@@ -110,6 +111,7 @@ class StepDetector:
         self._hist_m = np.full((n, HISTORY), np.nan)
         self._hist_c = np.zeros((n, HISTORY))
         self._hist_i = np.zeros(n, dtype=np.int64)
+        self._stirred: list[list[tuple[float, float]]] = [[] for _ in range(n)]  # recent busy stretches
         self._busy: dict[int, _Busy] = {}
         self._steps: list[_PlateStep] = []
         self._now = -math.inf
@@ -265,6 +267,7 @@ class StepDetector:
             # Noise, not a change: keep the long-run level rather than jump to a short window's mean.
             self.level[s] = old + NUDGE * delta
         del self._busy[s]
+        self._stirred[s] = [*self._stirred[s][-(STIRRED_KEPT - 1):], (busy.since, busy.t[a])]
         rest_t = np.asarray(busy.t[j + 1 :])
         rest_g = np.asarray(busy.g[j + 1 :])
         if rest_t.size:
@@ -328,9 +331,14 @@ class StepDetector:
 
     def _quiet_change(self, s: int, t0: float, t1: float) -> tuple[float, float] | None:
         """How far a plate that stayed below its own thresholds moved across [t0, t1], from its recent
-        block means: (change, seconds of readings behind it), or None without enough of them."""
+        block means: (change, seconds of readings behind it), or None without enough of them. Readings
+        taken while the plate was busy do not count as before: a hand that rested on it a moment
+        earlier is not part of its level."""
         t, m, c = self._hist_t[s], self._hist_m[s], self._hist_c[s]
         before = (t >= t0 - 3.0) & (t < t0 - 0.2)
+        for since, still in self._stirred[s]:
+            if still < t0:
+                before &= (t < since - 0.2) | (t > still)
         after = (t > t1 + 0.1) & (t <= t1 + 2.0)
         if before.sum() < 2 or after.sum() < 2:
             return None
