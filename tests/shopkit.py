@@ -67,6 +67,7 @@ class Script:
     walks: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
     gate: list[GateEvent] = field(default_factory=list)
     ready_at: dict[str, float] = field(default_factory=dict)
+    reaches: dict[str, list[tuple[float, float, tuple[float, float, float]]]] = field(default_factory=dict)
 
     @classmethod
     def shop(cls, **kw: Any) -> Script:
@@ -93,6 +94,10 @@ class Script:
     def walk(self, track: str, points: list[tuple[float, float, float]]) -> None:
         """A person's path: (t, x, y) waypoints, walked linearly; reported at 10 Hz."""
         self.walks[track] = points
+
+    def reach(self, track: str, t0: float, t1: float, hand: tuple[float, float, float]) -> None:
+        """The tracker reports `track`'s hand at `hand` (x, y, z) from t0 to t1."""
+        self.reaches.setdefault(track, []).append((t0, t1, hand))
 
     def enter(self, nonce: str, t: float, party: int = 1, track: str = "") -> None:
         self.gate.append(GateEvent(t, "entry", make_pass(nonce, t, party), track))
@@ -125,7 +130,8 @@ class Script:
             for t in np.arange(tt[0], tt[-1] + 1e-9, 0.1):
                 x = float(np.interp(t, tt, [p[1] for p in pts]))
                 y = float(np.interp(t, tt, [p[2] for p in pts]))
-                out.append(TrackPoint(round(float(t), 3), track, x, y))
+                hand = next((h for a, b, h in self.reaches.get(track, []) if a <= t <= b), None)
+                out.append(TrackPoint(round(float(t), 3), track, x, y, hand))
         return sorted(out, key=lambda p: (p.t, p.track))
 
     def run(self, t0: float, t1: float) -> tuple[ShopFloor, dict[str, dict[str, int]]]:

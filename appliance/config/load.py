@@ -53,6 +53,30 @@ def _numbers(value: Any, n: int) -> list[float] | None:
     return None
 
 
+STOCK_PLACE_SLACK_M = 0.5
+
+
+def _check_stock_place(raw: Any, stock: dict[str, Any], plates: list[Any], sensor_ids: dict[str, int], path: str,
+                       bad: Any) -> None:
+    """A product's `at` must lie by one of its own plates (a typo would send hands to the wrong product)."""
+    at = _numbers(stock.get("at"), 2)
+    sensors = _list(raw, "sensors")
+    near: list[tuple[float, str]] = []
+    for sid in plates:
+        if not isinstance(sid, str) or sid not in sensor_ids:
+            continue
+        sensor = sensors[sensor_ids[sid]]
+        pos = _numbers(sensor.get("pos"), 3)
+        width = sensor.get("width", 0.1016)
+        if at is None or pos is None or not isinstance(width, (int, float)):
+            return
+        near.append((math.dist(at, pos[:2]) - width / 2, sid))
+    if near and min(near)[0] > STOCK_PLACE_SLACK_M:
+        gap, sid = min(near)
+        bad(path, f"{at} is {gap:.2f} m beyond the edge of the nearest of its plates ({sid}); give the floor "
+                  f"position of the middle of the product's facings, by its plates")
+
+
 def cross_check(raw: Any) -> list[ConfigIssue]:
     """Checks that need more than one field: unique ids, references, geometry.
 
@@ -124,6 +148,7 @@ def cross_check(raw: Any) -> list[ConfigIssue]:
             for j, sid in enumerate(plates):
                 if isinstance(sid, str) and sid not in sensor_ids:
                     bad(f"stock[{i}].sensors[{j}]", f"no sensor {sid!r} ({_ids_hint(known_sensors)})")
+            _check_stock_place(raw, st, plates, sensor_ids, f"stock[{i}].at", bad)
 
     cams: set[str] = set()
     for i, cam in enumerate(_list(raw, "cameras")):

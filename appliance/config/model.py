@@ -75,6 +75,10 @@ class Stock:
     sku: str = setting(help="the product stocked here")
     sensors: tuple[str, ...] = setting(help="the plates it stands on (a product may span plates)")
     low: int = setting(2, help="units at or below which a low-stock signal is raised", min=0)
+    at: Point2 | None = setting(
+        None, help="floor x, y of the middle of the product's facings; where products share a plate, the "
+        "hand's place along the shelf tells which one was taken", unit="m",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +144,10 @@ class FusionSettings:
     )
     along_tail_share: float = setting(
         0.2, help="share of takers who stand aside", min=0.0, max=1.0,
+    )
+    hand_sd_m: float = setting(
+        0.04, help="typical error of a hand point the tracker reports; smaller trusts the hand's place along "
+        "the shelf more when products share a plate", min=0.005, max=0.5, unit="m",
     )
     min_confidence: float = setting(
         0.8, help="lines less certain than this go to the review queue instead of the charge", min=0.0,

@@ -29,6 +29,8 @@ from appliance.events import (
     TrackPoint,
 )
 from appliance.fusion.assign import (
+    HAND_LATE_S,
+    HAND_LATE_START_S,
     NOBODY_SCORE,
     Reach,
     assign_jointly,
@@ -43,7 +45,7 @@ from appliance.gate.floor import FloorMemory
 from appliance.gate.passes import PassClaims
 from appliance.gate.visits import Visit, VisitBook
 from appliance.shelves.inventory import Inventory, LowStock
-from appliance.shelves.products import Candidate, Hypothesis, Planogram, explain
+from appliance.shelves.products import Candidate, Hypothesis, Planogram, explain, place_log_likelihoods
 from appliance.shelves.steps import StepDetector
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ logger = logging.getLogger(__name__)
 LOOKBACK_S = 1.5
 LOOKAHEAD_S = 0.5
 HAND_SEEN = 0.05  # a hand scoring more than this over a plate makes its person a candidate
+HAND_AT_PLATE = 0.5  # a hand scoring this is in the plate's space, not on its way there
 DURING_BEFORE_S = 0.3  # a hand may be on a plate this long before its weight starts to change
 LOG_SPLIT = math.log(0.3)
 CLOSE_MIN_S = 0.25
@@ -550,6 +553,55 @@ class ShopFloor:
         return sum(h.probability for h in hyps if not h.unexplained and self._price(h) == price
                    and sum(i.qty for i in h.items) == units and not any(i.grams for i in h.items))
 
+    def _lookalikes(self, best: Hypothesis, hyps: Sequence[Hypothesis]) -> list[Hypothesis]:
+        """The hypotheses that cost the same as `best` for the same count of one product each: what
+        weight could not tell apart (two flavours of one gum)."""
+        if len(best.items) != 1 or best.items[0].grams or best.items[0].sku.startswith("foreign:"):
+            return [best]
+        price, units = self._price(best), best.items[0].qty
+        return [h for h in hyps if len(h.items) == 1 and not h.items[0].grams and h.items[0].qty == units
+                and not h.items[0].sku.startswith("foreign:") and self._price(h) == price]
+
+    def _hands_at(self, who: Reach, event: ShelfEvent, plate: Sensor) -> list[tuple[float, float]]:
+        """Floor x, y of the taker's hand in `plate`'s space while the weight was leaving it (points on
+        the way in or out lie between the shoulder and the product, and would pull towards the body)."""
+        visit = next((v for v in self._visits_around(event.t_start) if v.nonce == who.visit), None)
+        if visit is None or not 0 <= who.person < len(visit.people) or who.hand_point is None:
+            return []
+        lo, hi = event.t_start - DURING_BEFORE_S + HAND_LATE_START_S, event.t_end + 0.2 + HAND_LATE_S
+        for tid in visit.people[who.person].tracks:
+            h = self.memory.tracks.get(tid)
+            if h is None:
+                continue
+            _, _, hands = h.window(lo, hi)
+            # Only the track whose hand made this person the taker: a person's tracks repaired after
+            # an id swap may hold, over the same moment, points of the other person's hand.
+            if not len(hands) or not np.any(np.all(np.isclose(hands, who.hand_point), axis=1)):
+                continue
+            known = hands[~np.isnan(hands[:, 0])]
+            at_plate = np.nan_to_num(hand_scores(known, plate), nan=0.0) >= HAND_AT_PLATE
+            return [(float(x), float(y)) for x, y in known[at_plate, :2]]
+        return []
+
+    def _by_hand_place(self, event: ShelfEvent, who: Reach, best: Hypothesis,
+                       hyps: Sequence[Hypothesis]) -> Hypothesis:
+        """Among products weight cannot tell apart on one plate, the one where the hand was.
+
+        Their price and count are the same, so this changes only which product the receipt names
+        (and which facing's stock goes down); with no hand seen, or no `[[stock]] at` for them,
+        the likelier weight stays.
+        """
+        group = self._lookalikes(best, hyps)
+        if len(group) < 2:
+            return best
+        plate = self.sensors[max(event.changes, key=lambda c: abs(c.delta_g)).sensor]
+        hands = self._hands_at(who, event, plate)
+        fit = place_log_likelihoods([h.items[0].sku for h in group], hands, plate, self.planogram,
+                                    self.config.fusion.hand_sd_m)
+        if fit is None:
+            return best
+        return max(group, key=lambda h: math.log(max(h.probability, 1e-300)) + fit[h.items[0].sku])
+
     def _taken(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
         best = hyps[0]
         who = reaches[0] if reaches and reaches[0].score >= NOBODY_SCORE else None
@@ -576,6 +628,8 @@ class ShopFloor:
             self._record(event, "ignored: nobody near", "", best)
             return
         p_amount = self._amount_confidence(best, hyps)
+        best = self._by_hand_place(event, who, best, hyps)
+        goods = [i for i in best.items if not i.sku.startswith("foreign:")]
         confidence = p_amount * who.confidence
         if confidence < self.config.fusion.min_confidence:
             reason = "which product?" if p_amount < who.confidence else "who took it?"

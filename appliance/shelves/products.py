@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from appliance.config import Product, StoreConfig
+from appliance.config import Product, Sensor, StoreConfig
 from appliance.events import ShelfEvent
 
 MAX_UNITS = 10
@@ -85,6 +85,7 @@ class Planogram:
                 self.plates_of.setdefault(st.sku, [])
                 if sid not in self.plates_of[st.sku]:
                     self.plates_of[st.sku].append(sid)
+        self.at: dict[str, tuple[float, float]] = {st.sku: st.at for st in config.stock if st.at is not None}
 
     def candidate(self, sku: str, log_prior: float = 0.0) -> Candidate:
         p = self.products[sku]
@@ -98,6 +99,44 @@ class Planogram:
                 if sku not in out:
                     out.append(sku)
         return out
+
+
+def along_shelf(x: float, y: float, plate: Sensor) -> float:
+    """Signed distance (metres) of floor point x, y from the plate's centre, along the shelf."""
+    fx, fy = plate.facing
+    return (x - plate.pos[0]) * -fy + (y - plate.pos[1]) * fx
+
+
+def place_log_likelihoods(skus: Sequence[str], hands: Sequence[tuple[float, float]], plate: Sensor,
+                          planogram: Planogram, hand_sd_m: float) -> dict[str, float] | None:
+    """How well the hand's places along the shelf during a take fit each product's facings on `plate`.
+
+    Each product is taken from anywhere across its own facings: from its `at` halfway to the next
+    product's `at` on either side (or to the plate's edge), a uniform spread, blurred by the
+    tracker's hand error. The hand points are averaged, so several sightings of one touch count
+    as one better measurement. None when a product has no `at` or no hand point is known: then
+    only weight (and the carts) decide.
+
+    Args:
+        skus: the products that weight cannot tell apart.
+        hands: floor x, y of the taker's hand at the plate while touching it.
+        plate: the plate the weight left.
+        planogram: where each product stands (`[[stock]] at`).
+        hand_sd_m: the tracker's hand error.
+    """
+    if not hands or any(sku not in planogram.at for sku in skus):
+        return None
+    places = {sku: along_shelf(*planogram.at[sku], plate) for sku in skus}
+    neighbours = [along_shelf(*planogram.at[other], plate) for other in planogram.on_plate.get(plate.id, ())
+                  if other in planogram.at]
+    hand = sum(along_shelf(x, y, plate) for x, y in hands) / len(hands)
+    out: dict[str, float] = {}
+    for sku, place in places.items():
+        gaps = [abs(place - other) for other in neighbours if abs(place - other) > 1e-6]
+        half = min(gaps) / 2 if gaps else plate.width / 2
+        var = half * half / 3.0 + hand_sd_m * hand_sd_m / len(hands)
+        out[sku] = _gauss(hand - place, var)
+    return out
 
 
 def _gauss(residual: float, var: float) -> float:

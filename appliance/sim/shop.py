@@ -366,8 +366,12 @@ def _config_raw(shop: Shop, seed: int) -> dict[str, Any]:
     ]
     stock = []
     for it in shop.items.values():
-        on = sorted({i for c in shop.columns_of(it.key) for i, _ in c.split})
-        stock.append({"sku": it.sku, "sensors": [shop.plates[i].id for i in on]})
+        columns = shop.columns_of(it.key)
+        on = sorted({i for c in columns for i, _ in c.split})
+        # The middle of its facings on the floor, so that a hand tells apart two products on one plate.
+        at = np.mean([shop.shelves[c.shelf].point(c.s) for c in columns], axis=0)
+        stock.append({"sku": it.sku, "sensors": [shop.plates[i].id for i in on],
+                      "at": [round(float(at[0]), 4), round(float(at[1]), 4)]})
     return {
         "version": 1,
         "store": {"name": "Sim Corner Mart", "currency": "KRW", "timezone": "Asia/Seoul", "id": "sim"},

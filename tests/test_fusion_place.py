@@ -1,0 +1,90 @@
+"""Products sharing a plate that weight cannot tell apart: the hand's place along the shelf decides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from shopkit import T0, Script, store_raw
+
+from appliance.config import ConfigError, parse_config
+from appliance.shelves.products import Planogram, place_log_likelihoods
+
+GUMS = [
+    {"sku": "gum", "name": "Gum 5 sticks", "price": 500, "unit_g": 15.0, "unit_sd_g": 0.4},
+    {"sku": "mint", "name": "Gum Mint 5 sticks", "price": 500, "unit_g": 16.0, "unit_sd_g": 0.4},
+]
+
+
+def _shop(at: bool = True) -> dict[str, Any]:
+    """Plate g1.s1.p4 (centre x = 1.3, 0.1 m wide) holds gum on its left half and mint on its right."""
+    stock: list[dict[str, Any]] = [{"sku": "gum", "sensors": ["g1.s1.p4"]}, {"sku": "mint", "sensors": ["g1.s1.p4"]}]
+    if at:
+        stock[0]["at"] = [1.275, 4.0]
+        stock[1]["at"] = [1.325, 4.0]
+    return store_raw(products=GUMS, stock=stock)
+
+
+def _take_gum(at: bool, hand_x: float | None) -> dict[str, dict[str, int]]:
+    """A shopper takes one unit that weighs 15.9 g (weight alone says mint) with the hand at `hand_x`."""
+    s = Script(parse_config(_shop(at)))
+    s.enter("GGGGGGGGGGGGGGGGGGGGGG", T0 + 1)
+    s.walk("t1", [(T0 + 1, 1.0, 0.3), (T0 + 6, 1.3, 3.45), (T0 + 16, 1.3, 3.45), (T0 + 20, 2.5, 0.2),
+                  (T0 + 21, 2.5, -0.5)])
+    if hand_x is not None:
+        s.reach("t1", T0 + 8.0, T0 + 9.6, (hand_x, 3.98, 1.02))
+    s.change("g1.s1.p4", T0 + 9, -15.9)
+    s.leave(T0 + 20)
+    _, charged = s.run(T0, T0 + 30)
+    return charged
+
+
+def test_the_hand_on_the_gum_half_of_the_plate_names_gum_although_the_weight_is_closer_to_mint():
+    assert _take_gum(at=True, hand_x=1.27) == {"GGGGGGGGGGGGGGGGGGGGGG": {"gum": 1}}
+
+
+def test_the_hand_on_the_mint_half_names_mint():
+    assert _take_gum(at=True, hand_x=1.33) == {"GGGGGGGGGGGGGGGGGGGGGG": {"mint": 1}}
+
+
+@pytest.mark.parametrize(("at", "hand_x"), [(False, 1.27), (True, None)])
+def test_without_the_products_places_or_a_hand_seen_the_weight_decides(at, hand_x):
+    """No `[[stock]] at`, or no hand point: the likelier weight (mint) stays, as before."""
+    assert _take_gum(at=at, hand_x=hand_x) == {"GGGGGGGGGGGGGGGGGGGGGG": {"mint": 1}}
+
+
+@pytest.mark.parametrize(("hands", "likelier"), [
+    ([(1.27, 3.98)], "gum"),
+    ([(1.33, 3.98)], "mint"),
+    ([(1.26, 3.9), (1.29, 4.0), (1.28, 3.95)], "gum"),
+])
+def test_place_likelihoods_favour_the_product_under_the_hand(hands, likelier):
+    config = parse_config(_shop())
+    plate = next(s for s in config.sensors if s.id == "g1.s1.p4")
+    fit = place_log_likelihoods(["gum", "mint"], hands, plate, Planogram(config), 0.04)
+    assert fit is not None and max(fit, key=lambda k: fit[k]) == likelier
+
+
+def test_more_hand_sightings_make_the_place_surer():
+    config = parse_config(_shop())
+    plate = next(s for s in config.sensors if s.id == "g1.s1.p4")
+    one = place_log_likelihoods(["gum", "mint"], [(1.29, 3.98)], plate, Planogram(config), 0.04)
+    four = place_log_likelihoods(["gum", "mint"], [(1.29, 3.98)] * 4, plate, Planogram(config), 0.04)
+    assert one is not None and four is not None
+    assert four["gum"] - four["mint"] > one["gum"] - one["mint"] > 0
+
+
+def test_no_place_known_gives_no_opinion():
+    config = parse_config(_shop(at=False))
+    plate = next(s for s in config.sensors if s.id == "g1.s1.p4")
+    assert place_log_likelihoods(["gum", "mint"], [(1.27, 3.98)], plate, Planogram(config), 0.04) is None
+    config = parse_config(_shop())
+    assert place_log_likelihoods(["gum", "mint"], [], plate, Planogram(config), 0.04) is None
+
+
+def test_a_place_far_from_the_products_plates_is_a_config_error_naming_the_key():
+    raw = _shop()
+    raw["stock"][1]["at"] = [3.3, 1.0]
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    assert "stock[1].at" in str(err.value) and "g1.s1.p4" in str(err.value)
