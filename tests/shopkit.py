@@ -13,9 +13,10 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.config import StoreConfig, parse_config
-from appliance.events import GateEvent, SampleBlock, TrackPoint
+from appliance.events import GateEvent, SampleBlock, ShelfEvent, TrackPoint
 from appliance.fusion.loop import ShopFloor
 from appliance.gate.passes import issue_pass, parse_pass_unchecked, public_key_b64
+from appliance.shelves.steps import StepDetector
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 T0 = 1_700_000_000.0
@@ -122,6 +123,27 @@ class Script:
         t = np.concatenate(ts)
         order = np.argsort(t, kind="stable")
         return SampleBlock(t[order], np.concatenate(ss)[order].astype(np.int64), np.concatenate(gs)[order])
+
+    def shelf_events(self, t1: float, partners: bool = False) -> list[ShelfEvent]:
+        """Step detection alone over [T0, T0 + t1), fed in quarter-second blocks as the loop feeds it;
+        `partners` tells it which plates share a product (as the shop floor does)."""
+        sensors = self.config.sensors
+        shared: list[list[int]] | None = None
+        if partners:
+            index = {s.id: i for i, s in enumerate(sensors)}
+            sets: list[set[int]] = [set() for _ in sensors]
+            for st in self.config.stock:
+                plates = [index[sid] for sid in st.sensors]
+                for a in plates:
+                    sets[a].update(b for b in plates if b != a)
+            shared = [sorted(x) for x in sets]
+        det = StepDetector(sensors, self.config.shelves, shared)
+        block = self.samples(T0, T0 + t1)
+        out: list[ShelfEvent] = []
+        for k in np.arange(0.25, t1 + 0.25, 0.25):
+            sel = (block.t >= T0 + k - 0.25) & (block.t < T0 + k)
+            out += det.feed(SampleBlock(block.t[sel], block.sensor[sel], block.grams[sel]))
+        return out + det.flush()
 
     def points(self) -> list[TrackPoint]:
         out = []

@@ -14,20 +14,10 @@ from appliance.shelves.products import Planogram, explain
 from appliance.shelves.steps import StepDetector
 
 
-def _events(script: Script, t1: float) -> list[ShelfEvent]:
-    det = StepDetector(script.config.sensors, script.config.shelves)
-    block = script.samples(T0, T0 + t1)
-    out: list[ShelfEvent] = []
-    for k in np.arange(0.25, t1 + 0.25, 0.25):
-        sel = (block.t >= T0 + k - 0.25) & (block.t < T0 + k)
-        out += det.feed(SampleBlock(block.t[sel], block.sensor[sel], block.grams[sel]))
-    return out + det.flush()
-
-
 def test_a_pick_through_hand_noise_is_one_event_with_the_right_change() -> None:
     s = Script.shop()
     s.change("g1.s1.p3", T0 + 5, -515.0, press=(1.5, 400.0))
-    events = _events(s, 12)
+    events = s.shelf_events(12)
     assert len(events) == 1
     (change,) = events[0].changes
     assert change.sensor == "g1.s1.p3" and change.delta_g == pytest.approx(-515.0, abs=2.0)
@@ -37,7 +27,7 @@ def test_a_pick_through_hand_noise_is_one_event_with_the_right_change() -> None:
 def test_a_hand_that_rests_and_lifts_leaves_no_event() -> None:
     s = Script.shop()
     s.hands["g1.s1.p2"] = [(T0 + 4, T0 + 9, 1200.0)]
-    assert _events(s, 14) == []
+    assert s.shelf_events(14) == []
 
 
 def test_slow_drift_and_ordinary_noise_leave_no_event() -> None:
@@ -45,14 +35,14 @@ def test_slow_drift_and_ordinary_noise_leave_no_event() -> None:
     s.noise = 3.0
     for k in range(60):
         s.set_level("g1.s1.p5", T0 + k * 0.5, 1500.0 + 0.05 * k)  # 3 g over 30 s
-    assert _events(s, 30) == []
+    assert s.shelf_events(30) == []
 
 
 def test_a_unit_straddling_two_plates_is_one_event_with_both_changes() -> None:
     s = Script.shop()
     s.change("g1.s1.p6", T0 + 5, -610.0)
     s.change("g1.s1.p7", T0 + 5.1, -430.0)
-    events = _events(s, 12)
+    events = s.shelf_events(12)
     assert len(events) == 1
     assert [c.sensor for c in events[0].changes] == ["g1.s1.p6", "g1.s1.p7"]
     assert events[0].delta_g == pytest.approx(-1040.0, abs=3.0)
@@ -61,7 +51,7 @@ def test_a_unit_straddling_two_plates_is_one_event_with_both_changes() -> None:
 def test_a_light_item_on_a_quiet_plate_is_seen() -> None:
     s = Script.shop()
     s.change("g1.s1.p4", T0 + 5, -32.0, press=(0.8, 60.0))
-    events = _events(s, 12)
+    events = s.shelf_events(12)
     assert len(events) == 1 and events[0].delta_g == pytest.approx(-32.0, abs=1.5)
 
 

@@ -2,29 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from shopkit import T0, Script
-
-from appliance.events import SampleBlock, ShelfEvent
-from appliance.shelves.steps import StepDetector
-
-
-def _events(script: Script, t1: float) -> list[ShelfEvent]:
-    sensors = script.config.sensors
-    index = {s.id: i for i, s in enumerate(sensors)}
-    shared: list[set[int]] = [set() for _ in sensors]
-    for st in script.config.stock:
-        plates = [index[sid] for sid in st.sensors]
-        for a in plates:
-            shared[a].update(b for b in plates if b != a)
-    det = StepDetector(sensors, script.config.shelves, [sorted(x) for x in shared])
-    block = script.samples(T0, T0 + t1)
-    out: list[ShelfEvent] = []
-    for k in np.arange(0.25, t1 + 0.25, 0.25):
-        sel = (block.t >= T0 + k - 0.25) & (block.t < T0 + k)
-        out += det.feed(SampleBlock(block.t[sel], block.sensor[sel], block.grams[sel]))
-    return out + det.flush()
 
 
 def test_a_palm_lifted_from_the_partner_plate_just_before_a_pick_is_not_part_of_the_pick() -> None:
@@ -33,7 +12,7 @@ def test_a_palm_lifted_from_the_partner_plate_just_before_a_pick_is_not_part_of_
     s = Script.shop()
     s.hands["g1.s1.p7"] = [(T0 + 3.0, T0 + 7.5, 700.0)]
     s.change("g1.s1.p6", T0 + 10.0, -1040.0, press=(0.6, 150.0))
-    events = _events(s, 16)
+    events = s.shelf_events(16, partners=True)
     picks = [e for e in events if e.delta_g < -100]
     assert len(picks) == 1
     assert picks[0].delta_g == pytest.approx(-1040.0, abs=3.0)
