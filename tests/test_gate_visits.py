@@ -128,3 +128,25 @@ def test_an_id_back_after_a_gap_where_someone_just_vanished_is_that_someone() ->
         assert last is not None
         assert np.hypot(last.last_xy[0] - where[0], last.last_xy[1] - where[1]) < 0.1, nonce
 
+
+
+def test_a_shopper_who_trades_ids_with_someone_bound_to_no_pass_is_still_followed() -> None:
+    """S shops on pass a; U's track is bound to no pass (it began mid-floor with nobody lost
+    there). They stand side by side and the tracker trades their ids: a keeps following S."""
+    book = _book()
+    _enter(book, "a", T0, "s")
+    s_at, u_at = (2.0, 2.0), (2.45, 2.0)
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for k in range(50):
+        t = T0 + k * FRAME_S
+        rows = [("s", *s_at)] if k < 30 else [("u", *s_at)]
+        if 5 <= k < 30:
+            rows.append(("u", *u_at))
+        elif k >= 30:
+            rows.append(("s", *u_at))
+        frames.append((t, rows))
+    _feed(book, frames)
+    assert "u" not in book.owner
+    last = book.last_seen(book.visits["a"].people[0])
+    assert last is not None and np.hypot(last.last_xy[0] - s_at[0], last.last_xy[1] - s_at[1]) < 0.1
+    assert not any(book.owner.get(tid) for tid in book.unbound), "U's id goes on bound to no pass"

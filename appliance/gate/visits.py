@@ -362,16 +362,19 @@ class VisitBook:
         bound = [tid for tid in dict.fromkeys(self._frame) if tid in self.owner and tid in self.memory.tracks]
         if not bound:
             return
+        # Someone not bound to any pass (yet, or any more) can trade ids with a shopper too.
+        loose = [tid for tid in dict.fromkeys(self._frame) if tid in self.unbound and tid in self.memory.tracks]
         preds: dict[str, tuple[float, float, float, float]] = {}
-        for tid in bound:
+        for tid in bound + loose:
             pred = _predict(self.motion(tid))
             if pred is not None:
                 preds[tid] = pred
         done: set[str] = set()
-        for a, b in itertools.combinations(bound, 2):
+        pairs = list(itertools.combinations(bound, 2)) + [(a, u) for a in bound for u in loose]
+        for a, b in pairs:
             if a in done or b in done or a not in preds or b not in preds:
                 continue
-            if self.owner[a] == self.owner[b]:
+            if self.owner.get(a) == self.owner.get(b):
                 continue
             pa, pb = preds[a], preds[b]
             if math.dist(pa[:2], pb[:2]) > SWAP_NEAR_M:
@@ -477,17 +480,21 @@ class VisitBook:
                                     None if math.isnan(hand[0]) else hand)
             if not h.t:
                 del self.memory.tracks[tid]  # its only point was the other person's
-        for src, dst_owner, ext_id in ((a, self.owner[b], ext_a), (b, self.owner[a], ext_b)):
+        for src, dst_owner, ext_id in ((a, self.owner.get(b), ext_a), (b, self.owner.get(a), ext_b)):
             self._serial += 1
             new = f"{ext_id}~{self._serial}"
             q = moved[src]
+            self.unbound.pop(src, None)
             if q is not None:
-                self.memory.add(TrackPoint(q.t, new, q.x, q.y, q.hand))
+                h_new = self.memory.add(TrackPoint(q.t, new, q.x, q.y, q.hand))
+                if dst_owner is None:
+                    self.unbound[new] = h_new  # continues someone bound to no pass
             self.alias[ext_id] = new
-            nonce, person = dst_owner
-            self.owner[new] = dst_owner
-            if nonce in self.visits:
-                self.visits[nonce].people[person].tracks.append(new)
+            if dst_owner is not None:
+                nonce, person = dst_owner
+                self.owner[new] = dst_owner
+                if nonce in self.visits:
+                    self.visits[nonce].people[person].tracks.append(new)
             if q is not None:
                 self._frame.append(new)
         logger.debug("repaired an id swap between two shoppers' tracks")
