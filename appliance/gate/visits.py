@@ -10,6 +10,7 @@ visit ends when all its people have left.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterable
@@ -37,6 +38,12 @@ STILL_SEEN_S = 1.0
 STILL_SEEN_M = 0.8
 JUST_ARRIVED_PENALTY_M = 1.5
 ADOPT_WINDOW_S = 2.0
+WAITING_SEEN_S = 0.5
+MOTION_SPAN_S = 1.0
+STALE_GAP_S = 1.0
+STALE_MATCH_M = 0.2
+STALE_RATIO = 0.5
+WANDER_M_S = 0.3
 SWAP_NEAR_M = 1.2
 SWAP_MIN_COST_M2 = 0.25**2
 SWAP_RATIO = 0.25
@@ -311,6 +318,39 @@ class VisitBook:
 
     # --- id swaps ------------------------------------------------------------------------------------
 
+    def motion(self, tid: str) -> TrackHistory:
+        """A track's recent points for judging its motion: a track just started by a repaired swap
+        (or a stitch) has too few points of its own, so the same person's previous track lends its
+        last second before it."""
+        h = self.memory.tracks[tid]
+        if h.t and h.last_t - h.first_t >= MOTION_SPAN_S:
+            return h
+        owned = self.owner.get(tid)
+        visit = self.visits.get(owned[0]) if owned else None
+        if owned is None or visit is None:
+            return h
+        tracks = visit.people[owned[1]].tracks
+        k = tracks.index(tid) if tid in tracks else 0
+        prev = self.memory.tracks.get(tracks[k - 1]) if k > 0 else None
+        if prev is None or not prev.t or not h.t or h.first_t - prev.last_t > STITCH_WINDOW_S:
+            return h
+        end = len(prev.t)
+        while end > 0 and prev.t[end - 1] >= h.first_t:
+            end -= 1
+        if end == 0:
+            return h
+        j = end
+        while j > 0 and prev.t[j - 1] >= prev.t[end - 1] - 1.0:
+            j -= 1
+        keep = list(range(j, end))
+        merged = TrackHistory(tid, prev.t[keep[0]] if keep else h.first_t,
+                              (prev.x[keep[0]], prev.y[keep[0]]) if keep else h.first_xy)
+        merged.t = [prev.t[i] for i in keep] + h.t
+        merged.x = [prev.x[i] for i in keep] + h.x
+        merged.y = [prev.y[i] for i in keep] + h.y
+        merged.hand = [prev.hand[i] for i in keep] + h.hand
+        return merged
+
     def _repair_swaps(self) -> None:
         """Check the frame just completed: did two nearby people's tracker ids trade places?
 
@@ -322,49 +362,62 @@ class VisitBook:
         bound = [tid for tid in dict.fromkeys(self._frame) if tid in self.owner and tid in self.memory.tracks]
         if not bound:
             return
+        # Someone not bound to any pass (yet, or any more) can trade ids with a shopper too.
+        loose = [tid for tid in dict.fromkeys(self._frame) if tid in self.unbound and tid in self.memory.tracks]
         preds: dict[str, tuple[float, float, float, float]] = {}
-        for tid in bound:
-            h = self.memory.tracks[tid]
-            pred = _predict(h)
+        for tid in bound + loose:
+            pred = _predict(self.motion(tid))
             if pred is not None:
                 preds[tid] = pred
         done: set[str] = set()
-        for i, a in enumerate(bound):
-            for b in bound[i + 1:]:
-                if a in done or b in done or a not in preds or b not in preds:
-                    continue
-                if self.owner[a] == self.owner[b]:
-                    continue
-                pa, pb = preds[a], preds[b]
-                if math.dist(pa[:2], pb[:2]) > SWAP_NEAR_M:
-                    continue
-                ha, hb = self.memory.tracks[a], self.memory.tracks[b]
-                na, nb = ha.last_xy, hb.last_xy
-                keep = math.dist(na, pa[:2]) ** 2 + math.dist(nb, pb[:2]) ** 2
-                swap = math.dist(na, pb[:2]) ** 2 + math.dist(nb, pa[:2]) ** 2
-                if keep > SWAP_MIN_COST_M2 and swap < SWAP_RATIO * keep:
-                    self._swap(a, b)
-                    done.update((a, b))
+        pairs = list(itertools.combinations(bound, 2)) + [(a, u) for a in bound for u in loose]
+        for a, b in pairs:
+            if a in done or b in done or a not in preds or b not in preds:
+                continue
+            if self.owner.get(a) == self.owner.get(b):
+                continue
+            pa, pb = preds[a], preds[b]
+            if math.dist(pa[:2], pb[:2]) > SWAP_NEAR_M:
+                continue
+            ha, hb = self.memory.tracks[a], self.memory.tracks[b]
+            na, nb = ha.last_xy, hb.last_xy
+            keep = math.dist(na, pa[:2]) ** 2 + math.dist(nb, pb[:2]) ** 2
+            swap = math.dist(na, pb[:2]) ** 2 + math.dist(nb, pa[:2]) ** 2
+            if keep > SWAP_MIN_COST_M2 and swap < SWAP_RATIO * keep:
+                self._swap(a, b)
+                done.update((a, b))
         # One id jumped onto where someone else should be while that someone missed this frame:
         # the tracker gave their id away; from now on each id continues the other person.
         others = [tid for tid, (nonce, _p) in self.owner.items() if tid not in self._frame and nonce in self.visits
                   and tid in self.memory.tracks and self._frame_t - self.memory.tracks[tid].last_t <= 0.6]
+        # An id back after a long gap counts the same way: it reappears where its own person may
+        # have wandered to, but right where a person who vanished this frame was heading.
         for a in bound:
-            if a in done or a not in preds:
+            if a in done:
                 continue
             ha = self.memory.tracks[a]
-            jump = math.dist(ha.last_xy, preds[a][:2])
-            if jump < SWAP_JUMP_M:
+            ma = self.motion(a)
+            stale = a not in preds and len(ma.t) >= 2 and ma.t[-1] - ma.t[-2] > STALE_GAP_S
+            if a in preds:
+                jump = math.dist(ha.last_xy, preds[a][:2])
+                if jump < SWAP_JUMP_M:
+                    continue
+                limit = SWAP_RATIO_JUMP * jump
+            elif stale:
+                # where its own person may be after the gap: as far as they walked, or might have
+                wander = max(math.dist(ma.last_xy, (ma.x[-2], ma.y[-2])), WANDER_M_S * (ma.t[-1] - ma.t[-2]))
+                limit = min(STALE_MATCH_M, STALE_RATIO * wander)
+            else:
                 continue
             best: tuple[float, str] | None = None
             for b in others:
                 if b in done or self.owner[b] == self.owner[a]:
                     continue
-                guess = _predict(self.memory.tracks[b], at=ha.last_t)
+                guess = _predict(self.motion(b), at=ha.last_t)
                 if guess is None:
                     continue
                 d = math.dist(ha.last_xy, guess[:2])
-                if d < SWAP_RATIO_JUMP * jump and (best is None or d < best[0]):
+                if d < limit and (best is None or d < best[0]):
                     best = (d, b)
             if best is not None:
                 self._swap(a, best[1], move_b=False)
@@ -376,6 +429,8 @@ class VisitBook:
         should carry on the way they were going; if each id now carries on the other's way, the
         tracker gave them each other's ids while they were together."""
         now = self._frame_t
+        # (a track whose only point a repair just moved to its new id has none left)
+        bound = [tid for tid in bound if tid not in done and tid in self.memory.tracks]
         for a in bound:
             for b in bound:
                 if a >= b or self.owner[a] == self.owner[b] or (a, b) in self._encounters:
@@ -423,17 +478,23 @@ class VisitBook:
             hand = h.hand.pop()
             moved[tid] = TrackPoint(h.t.pop(), tid, h.x.pop(), h.y.pop(),
                                     None if math.isnan(hand[0]) else hand)
-        for src, dst_owner, ext_id in ((a, self.owner[b], ext_a), (b, self.owner[a], ext_b)):
+            if not h.t:
+                del self.memory.tracks[tid]  # its only point was the other person's
+        for src, dst_owner, ext_id in ((a, self.owner.get(b), ext_a), (b, self.owner.get(a), ext_b)):
             self._serial += 1
             new = f"{ext_id}~{self._serial}"
             q = moved[src]
+            self.unbound.pop(src, None)
             if q is not None:
-                self.memory.add(TrackPoint(q.t, new, q.x, q.y, q.hand))
+                h_new = self.memory.add(TrackPoint(q.t, new, q.x, q.y, q.hand))
+                if dst_owner is None:
+                    self.unbound[new] = h_new  # continues someone bound to no pass
             self.alias[ext_id] = new
-            nonce, person = dst_owner
-            self.owner[new] = dst_owner
-            if nonce in self.visits:
-                self.visits[nonce].people[person].tracks.append(new)
+            if dst_owner is not None:
+                nonce, person = dst_owner
+                self.owner[new] = dst_owner
+                if nonce in self.visits:
+                    self.visits[nonce].people[person].tracks.append(new)
             if q is not None:
                 self._frame.append(new)
         logger.debug("repaired an id swap between two shoppers' tracks")
@@ -449,6 +510,16 @@ class VisitBook:
             return h.first_t
         return None
 
+    def _waiting_outside(self, h: TrackHistory) -> bool:
+        """Whether another track not yet bound to anyone is standing just outside the entry now."""
+        for tid, other in self.unbound.items():
+            if tid == h.track or not other.t or h.first_t - other.last_t > WAITING_SEEN_S:
+                continue
+            if self._side(self._entry, other.last_xy) != self._inside_entry and (
+                    segment_distance(other.last_xy, self._entry) <= ENTRY_RADIUS_M):
+                return True
+        return False
+
     def _place(self, h: TrackHistory) -> None:
         """Bind an unbound track: the next people across the entry belong to the oldest pass with
         room; a track that starts anywhere else continues someone the tracker lost."""
@@ -462,7 +533,11 @@ class VisitBook:
             return
         elif fresh:
             lost = self._lost_person(h)
-            if lost is not None and not (crossed is not None and self._awaiting(crossed)):
+            # A track appearing just inside the entry is a newcomer for a pass still waiting for
+            # people, unless someone is still standing outside the entry: then the pass's next
+            # person is still to come, and this is someone lost right here found again.
+            newcomer = crossed is not None and bool(self._awaiting(crossed)) and not self._waiting_outside(h)
+            if lost is not None and not newcomer:
                 self._bind(h.track, lost[0], lost[1])
                 return
             self.unbound[h.track] = h

@@ -1,0 +1,152 @@
+"""VisitBook: who is followed after the tracker loses people or swaps their ids (small synthetic tracks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from appliance.config import parse_config
+from appliance.events import GateEvent, TrackPoint
+from appliance.gate.floor import FloorMemory
+from appliance.gate.passes import PassClaims
+from appliance.gate.visits import VisitBook
+from tests.shopkit import T0, make_pass, store_raw
+
+FRAME_S = 0.1
+
+
+def _book() -> VisitBook:
+    config = parse_config(store_raw(), "test shop")
+    return VisitBook(config, FloorMemory(), bind_window_s=30.0)
+
+
+def _claims(nonce: str, party: int = 1) -> PassClaims:
+    return PassClaims("demo-pay", "cus_x/pm_y", int(T0), int(T0) + 300, nonce, party)
+
+
+def _enter(book: VisitBook, nonce: str, t: float, track: str = "") -> None:
+    book.entry(GateEvent(t, "entry", make_pass(nonce, t), track), _claims(nonce))
+
+
+def _feed(book: VisitBook, frames: Sequence[tuple[float, Sequence[tuple[str, float, float]]]]) -> None:
+    """Feed frames (time, [(tracker id, x, y)]) in order, with a little fixed jitter."""
+    rng = np.random.default_rng(7)
+    for t, rows in frames:
+        for tid, x, y in rows:
+            dx, dy = rng.normal(0.0, 0.01, 2)
+            book.track(TrackPoint(t, tid, x + float(dx), y + float(dy)))
+
+
+def _line(t0: float, t1: float, a: tuple[float, float], b: tuple[float, float]) -> list[tuple[float, float, float]]:
+    """(t, x, y) at 10 Hz walking from a to b between t0 and t1 (t1 excluded)."""
+    ts = np.arange(t0, t1 - 1e-9, FRAME_S)
+    f = (ts - t0) / max(t1 - t0, 1e-9)
+    return [(float(t), a[0] + float(u) * (b[0] - a[0]), a[1] + float(u) * (b[1] - a[1])) for t, u in zip(ts, f)]
+
+
+def _frames(paths: dict[str, list[tuple[float, float, float]]]) -> list[tuple[float, list[tuple[str, float, float]]]]:
+    by_t: dict[float, list[tuple[str, float, float]]] = {}
+    for tid, pts in paths.items():
+        for t, x, y in pts:
+            by_t.setdefault(round(t, 3), []).append((tid, x, y))
+    return sorted(by_t.items())
+
+
+def test_a_track_found_again_inside_the_entry_continues_the_lost_shopper_while_the_next_one_waits_outside() -> None:
+    book = _book()
+    _enter(book, "a", T0)
+    # a walks in, stands near the entry, and is lost for 2 s; b's pass is accepted meanwhile,
+    # but b still stands outside the entry.
+    paths = {
+        "t1": _line(T0, T0 + 2.0, (1.0, -0.5), (1.0, 0.8)) + _line(T0 + 2.0, T0 + 5.0, (1.0, 0.8), (1.0, 0.8)),
+        "t2": _line(T0 + 4.0, T0 + 10.0, (1.0, -0.6), (1.05, -0.5)),
+        "t3": _line(T0 + 7.0, T0 + 9.0, (1.02, 0.82), (1.5, 1.5)),
+    }
+    _enter(book, "b", T0 + 4.5)
+    _feed(book, _frames(paths))
+    assert book.owner["t1"] == ("a", 0)
+    assert book.owner["t3"] == ("a", 0), "the track found again inside is a, not b's newcomer"
+    assert "t2" not in book.owner
+    # b then walks in and takes b's place.
+    _feed(book, _frames({"t2": _line(T0 + 10.0, T0 + 12.0, (1.05, -0.5), (1.1, 1.2))}))
+    assert book.owner["t2"] == ("b", 0)
+
+
+def test_a_second_swap_right_after_a_repaired_one_is_repaired_too() -> None:
+    """Three shoppers stand close; P and Q trade ids, and in the very next frame P trades again with R.
+    The track the first repair started has a single point: its motion comes from P's earlier track."""
+    book = _book()
+    for nonce, tid in (("a", "p"), ("b", "q"), ("c", "r")):
+        _enter(book, nonce, T0, tid)
+    pos = {"P": (2.0, 2.0), "Q": (2.45, 2.0), "R": (2.0, 2.45)}
+    t_swap = T0 + 3.0
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for k in range(50):
+        t = T0 + k * FRAME_S
+        if t < t_swap - 1e-6:
+            carrier = {"p": "P", "q": "Q", "r": "R"}
+        elif k == 30:
+            carrier = {"p": "Q", "q": "P", "r": "R"}  # P and Q trade ids
+        else:
+            carrier = {"p": "Q", "q": "R", "r": "P"}  # next frame: P (now on q) trades with R
+        frames.append((t, [(tid, *pos[who]) for tid, who in carrier.items()]))
+    _feed(book, frames)
+    follows = {}
+    for nonce in "abc":
+        person = book.visits[nonce].people[0]
+        last = book.last_seen(person)
+        assert last is not None
+        x, y = last.last_xy
+        follows[nonce] = min(pos, key=lambda who: np.hypot(x - pos[who][0], y - pos[who][1]))
+    assert follows == {"a": "P", "b": "Q", "c": "R"}
+
+
+def test_an_id_back_after_a_gap_where_someone_just_vanished_is_that_someone() -> None:
+    """A stands still and is not seen for 2 s; B walks up to A. The tracker gives B A's id (and A,
+    unseen, B's): A's id comes back on B's path, while B's own id vanishes in that very frame."""
+    book = _book()
+    _enter(book, "a", T0, "p")
+    _enter(book, "b", T0, "q")
+    a_at = (2.0, 2.0)
+    b_walk = _line(T0, T0 + 4.0, (3.5, 2.2), (2.3, 2.1)) + _line(T0 + 4.0, T0 + 6.0, (2.3, 2.1), (2.3, 2.1))
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for t, bx, by in b_walk:
+        rows: list[tuple[str, float, float]] = []
+        if t < T0 + 2.0 - 1e-6:
+            rows += [("p", *a_at), ("q", bx, by)]
+        elif t < T0 + 3.95:
+            rows += [("q", bx, by)]  # A unseen
+        else:
+            rows += [("p", bx, by)]  # B now carries A's id
+            if t > T0 + 4.45:
+                rows += [("q", *a_at)]  # A is seen again, with B's old id
+        frames.append((t, rows))
+    _feed(book, frames)
+    for nonce, where in (("a", a_at), ("b", (2.3, 2.1))):
+        last = book.last_seen(book.visits[nonce].people[0])
+        assert last is not None
+        assert np.hypot(last.last_xy[0] - where[0], last.last_xy[1] - where[1]) < 0.1, nonce
+
+
+
+def test_a_shopper_who_trades_ids_with_someone_bound_to_no_pass_is_still_followed() -> None:
+    """S shops on pass a; U's track is bound to no pass (it began mid-floor with nobody lost
+    there). They stand side by side and the tracker trades their ids: a keeps following S."""
+    book = _book()
+    _enter(book, "a", T0, "s")
+    s_at, u_at = (2.0, 2.0), (2.45, 2.0)
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for k in range(50):
+        t = T0 + k * FRAME_S
+        rows = [("s", *s_at)] if k < 30 else [("u", *s_at)]
+        if 5 <= k < 30:
+            rows.append(("u", *u_at))
+        elif k >= 30:
+            rows.append(("s", *u_at))
+        frames.append((t, rows))
+    _feed(book, frames)
+    assert "u" not in book.owner
+    last = book.last_seen(book.visits["a"].people[0])
+    assert last is not None and np.hypot(last.last_xy[0] - s_at[0], last.last_xy[1] - s_at[1]) < 0.1
+    assert not any(book.owner.get(tid) for tid in book.unbound), "U's id goes on bound to no pass"
