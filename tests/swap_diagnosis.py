@@ -3,7 +3,7 @@
 Uses the simulator's TrackerOutput.ids (which person carried which id when), captured by wrapping
 the simulator's tracker; that knowledge is for this diagnosis only and never reaches the box.
 
-    .venv/bin/python tools/swap_diagnosis.py --scenario rush --seeds 1 2 3 [--detail] [--trace P1,P2,SECONDS]
+    .venv/bin/python tests/swap_diagnosis.py --scenario rush --seeds 1 2 3 [--detail] [--trace P1,P2,SECONDS]
 
 Columns, summed over the seeds: true swaps between people of different visits that the book
 `repaired` (each person's points 1-6 s later go to their own visit), `repaired late` (wrong for up
