@@ -17,3 +17,18 @@ def test_a_palm_lifted_from_the_partner_plate_just_before_a_pick_is_not_part_of_
     assert len(picks) == 1
     assert picks[0].delta_g == pytest.approx(-1040.0, abs=3.0)
     assert all(abs(c.delta_g) < 3.0 for c in picks[0].changes if c.sensor == "g1.s1.p7")
+
+
+def test_a_neighbours_take_and_return_around_a_pick_does_not_stretch_the_picks_moment() -> None:
+    """Regression: a unit lifted from the next plate and put back 2 s later joined the pick's event
+    (netting to nothing) and stretched its time to the return, so the picker seemed busy at the
+    shelf for seconds longer and a neighbour's next take was given to someone else."""
+    s = Script.shop()
+    s.change("g1.s1.p4", T0 + 4.5, -32.0, press=None)
+    s.change("g1.s1.p3", T0 + 5.0, -515.0, press=(0.6, 150.0))
+    s.change("g1.s1.p4", T0 + 6.8, +32.0, press=None)
+    events = s.shelf_events(14)
+    (pick,) = [e for e in events if e.delta_g < -100]
+    assert {c.sensor for c in pick.changes} >= {"g1.s1.p3"}
+    assert all(abs(c.delta_g) < 3.0 for c in pick.changes if c.sensor == "g1.s1.p4")
+    assert pick.t_end < T0 + 6.0, (pick.t_start - T0, pick.t_end - T0)  # the return came at T0 + 6.8

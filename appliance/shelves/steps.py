@@ -351,8 +351,15 @@ class StepDetector:
         by_plate: dict[int, list[_PlateStep]] = {}
         for m in members:
             by_plate.setdefault(m.sensor, []).append(m)
-        t_start = min(m.t_start for m in members)
-        t_end = max(m.t_end for m in members)
+        # A plate whose steps net to nothing (a unit lifted and put back, a palm pressed and lifted)
+        # joins the event but does not stretch its time: the moment is that of the plates that changed,
+        # which is when the taker's hand was there (a neighbour's take and return around someone
+        # else's pick must not make the pick look longer than it was).
+        net = {p: sum(m.delta_g for m in ms) for p, ms in by_plate.items()}
+        changed = [m for m in members if abs(net[m.sensor]) >= max(self.settings.min_step_g, 3.0 * m.noise_g)]
+        timed = changed or members
+        t_start = min(m.t_start for m in timed)
+        t_end = max(m.t_end for m in timed)
         changes = [
             PlateChange(self.ids[p], sum(m.delta_g for m in ms), max(m.noise_g for m in ms))
             for p, ms in sorted(by_plate.items())
