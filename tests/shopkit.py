@@ -16,7 +16,7 @@ from appliance.config import StoreConfig, parse_config
 from appliance.events import GateEvent, SampleBlock, ShelfEvent, TrackPoint
 from appliance.fusion.loop import ShopFloor
 from appliance.gate.passes import issue_pass, parse_pass_unchecked, public_key_b64
-from appliance.shelves.steps import StepDetector
+from appliance.shelves.steps import StepDetector, stock_partners
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 T0 = 1_700_000_000.0
@@ -128,16 +128,8 @@ class Script:
         """Step detection alone over [T0, T0 + t1), fed in quarter-second blocks as the loop feeds it;
         `partners` tells it which plates share a product (as the shop floor does)."""
         sensors = self.config.sensors
-        shared: list[list[int]] | None = None
-        if partners:
-            index = {s.id: i for i, s in enumerate(sensors)}
-            sets: list[set[int]] = [set() for _ in sensors]
-            for st in self.config.stock:
-                plates = [index[sid] for sid in st.sensors]
-                for a in plates:
-                    sets[a].update(b for b in plates if b != a)
-            shared = [sorted(x) for x in sets]
-        det = StepDetector(sensors, self.config.shelves, shared)
+        det = StepDetector(sensors, self.config.shelves,
+                           stock_partners(sensors, self.config.stock) if partners else None)
         block = self.samples(T0, T0 + t1)
         out: list[ShelfEvent] = []
         for k in np.arange(0.25, t1 + 0.25, 0.25):

@@ -46,7 +46,7 @@ from appliance.gate.passes import PassClaims
 from appliance.gate.visits import Visit, VisitBook
 from appliance.shelves.inventory import Inventory, LowStock
 from appliance.shelves.products import Candidate, Hypothesis, Planogram, explain, place_log_likelihoods
-from appliance.shelves.steps import StepDetector
+from appliance.shelves.steps import StepDetector, stock_partners
 
 logger = logging.getLogger(__name__)
 
@@ -138,13 +138,7 @@ class ShopFloor:
         self.config = config
         self.listener = listener
         self.planogram = Planogram(config)
-        index = {sensor.id: i for i, sensor in enumerate(config.sensors)}
-        shared: list[set[int]] = [set() for _ in config.sensors]
-        for st in config.stock:
-            plates = [index[sid] for sid in st.sensors]
-            for a in plates:
-                shared[a].update(b for b in plates if b != a)
-        self.steps = StepDetector(config.sensors, config.shelves, [sorted(x) for x in shared])
+        self.steps = StepDetector(config.sensors, config.shelves, stock_partners(config.sensors, config.stock))
         self.memory = FloorMemory()
         self.book = VisitBook(config, self.memory, config.gate.bind_window_s, exits_from_gate)
         self.sensors = {s.id: s for s in config.sensors}

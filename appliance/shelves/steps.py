@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from appliance.config import Sensor, ShelfSettings
+from appliance.config import Sensor, ShelfSettings, Stock
 from appliance.events import FloatArray, IntArray, PlateChange, SampleBlock, ShelfEvent
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,17 @@ class _PlateStep:
     t_end: float
     delta_g: float
     noise_g: float
+
+
+def stock_partners(sensors: Sequence[Sensor], stock: Sequence[Stock]) -> list[list[int]]:
+    """For each plate (by index), the other plates that hold one of its products (a product spans plates)."""
+    index = {sensor.id: i for i, sensor in enumerate(sensors)}
+    shared: list[set[int]] = [set() for _ in sensors]
+    for st in stock:
+        plates = [index[sid] for sid in st.sensors]
+        for a in plates:
+            shared[a].update(b for b in plates if b != a)
+    return [sorted(x) for x in shared]
 
 
 def shelf_neighbours(sensors: Sequence[Sensor], gap_m: float = 0.03) -> list[list[int]]:
@@ -360,10 +371,7 @@ class StepDetector:
         timed = changed or members
         t_start = min(m.t_start for m in timed)
         t_end = max(m.t_end for m in timed)
-        changes = [
-            PlateChange(self.ids[p], sum(m.delta_g for m in ms), max(m.noise_g for m in ms))
-            for p, ms in sorted(by_plate.items())
-        ]
+        changes = [PlateChange(self.ids[p], net[p], max(m.noise_g for m in ms)) for p, ms in sorted(by_plate.items())]
         for p in sorted(by_plate):
             for q in self.partners[p]:
                 if q in by_plate or q in self._busy or any(c.sensor == self.ids[q] for c in changes):
