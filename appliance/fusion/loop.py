@@ -543,18 +543,21 @@ class ShopFloor:
         of one gum) cost the shopper the same, so their probabilities add up."""
         if any(i.grams for i in best.items):
             return best.probability
+        return sum(h.probability for h in self._same_cost(best, hyps))
+
+    def _same_cost(self, best: Hypothesis, hyps: Sequence[Hypothesis]) -> list[Hypothesis]:
+        """The hypotheses of whole units at the same price and count as `best` (which has no grams)."""
         price, units = self._price(best), sum(i.qty for i in best.items)
-        return sum(h.probability for h in hyps if not h.unexplained and self._price(h) == price
-                   and sum(i.qty for i in h.items) == units and not any(i.grams for i in h.items))
+        return [h for h in hyps if not h.unexplained and self._price(h) == price
+                and sum(i.qty for i in h.items) == units and not any(i.grams for i in h.items)]
 
     def _lookalikes(self, best: Hypothesis, hyps: Sequence[Hypothesis]) -> list[Hypothesis]:
         """The hypotheses that cost the same as `best` for the same count of one product each: what
         weight could not tell apart (two flavours of one gum)."""
         if len(best.items) != 1 or best.items[0].grams or best.items[0].sku.startswith("foreign:"):
             return [best]
-        price, units = self._price(best), best.items[0].qty
-        return [h for h in hyps if len(h.items) == 1 and not h.items[0].grams and h.items[0].qty == units
-                and not h.items[0].sku.startswith("foreign:") and self._price(h) == price]
+        return [h for h in self._same_cost(best, hyps)
+                if len(h.items) == 1 and not h.items[0].sku.startswith("foreign:")]
 
     def _hands_at(self, who: Reach, event: ShelfEvent, plate: Sensor) -> list[tuple[float, float]]:
         """Floor x, y of the taker's hand in `plate`'s space while the weight was leaving it (points on
