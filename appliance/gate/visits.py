@@ -339,17 +339,11 @@ class VisitBook:
             end -= 1
         if end == 0:
             return h
-        j = end
-        while j > 0 and prev.t[j - 1] >= prev.t[end - 1] - 1.0:
+        j = end - 1
+        while j > 0 and prev.t[j - 1] >= prev.t[end - 1] - MOTION_SPAN_S:
             j -= 1
-        keep = list(range(j, end))
-        merged = TrackHistory(tid, prev.t[keep[0]] if keep else h.first_t,
-                              (prev.x[keep[0]], prev.y[keep[0]]) if keep else h.first_xy)
-        merged.t = [prev.t[i] for i in keep] + h.t
-        merged.x = [prev.x[i] for i in keep] + h.x
-        merged.y = [prev.y[i] for i in keep] + h.y
-        merged.hand = [prev.hand[i] for i in keep] + h.hand
-        return merged
+        return TrackHistory(tid, prev.t[j], (prev.x[j], prev.y[j]), prev.t[j:end] + h.t, prev.x[j:end] + h.x,
+                            prev.y[j:end] + h.y, prev.hand[j:end] + h.hand)
 
     def _repair_swaps(self) -> None:
         """Check the frame just completed: did two nearby people's tracker ids trade places?
