@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from appliance.config.model import StoreConfig
+from appliance.config.model import Sensor, StoreConfig
 from appliance.config.schema import ConfigError, ConfigIssue, build
 
 
@@ -54,12 +54,15 @@ def _numbers(value: Any, n: int) -> list[float] | None:
 
 
 STOCK_PLACE_SLACK_M = 0.5
+PLATE_WIDTH_M = Sensor.__dataclass_fields__["width"].default  # the schema's default, for raw tables
 
 
 def _check_stock_place(raw: Any, stock: dict[str, Any], plates: list[Any], sensor_ids: dict[str, int], path: str,
                        bad: Any) -> None:
     """A product's `at` must lie by one of its own plates (a typo would send hands to the wrong product)."""
     at = _numbers(stock.get("at"), 2)
+    if at is None:
+        return
     sensors = _list(raw, "sensors")
     near: list[tuple[float, str]] = []
     for sid in plates:
@@ -67,8 +70,8 @@ def _check_stock_place(raw: Any, stock: dict[str, Any], plates: list[Any], senso
             continue
         sensor = sensors[sensor_ids[sid]]
         pos = _numbers(sensor.get("pos"), 3)
-        width = sensor.get("width", 0.1016)
-        if at is None or pos is None or not isinstance(width, (int, float)):
+        width = sensor.get("width", PLATE_WIDTH_M)
+        if pos is None or not isinstance(width, (int, float)):
             return
         near.append((math.dist(at, pos[:2]) - width / 2, sid))
     if near and min(near)[0] > STOCK_PLACE_SLACK_M:
