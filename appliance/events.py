@@ -49,16 +49,30 @@ class SampleBlock:
 
 @dataclass(frozen=True, slots=True)
 class PlateChange:
-    """One plate's settled weight change inside a shelf event."""
+    """One plate's settled weight change inside a shelf event.
+
+    `t_start`/`t_end` span this plate's own steps when it had any (None for a change read from a
+    plate that stayed below its thresholds): in an event that joins several shoppers' picks at
+    neighbouring plates, each pick keeps its own moment.
+    """
 
     sensor: str
     delta_g: float
     noise_g: float
+    t_start: float | None = None
+    t_end: float | None = None
 
     def __post_init__(self) -> None:
         _finite("delta_g", self.delta_g)
         if not (self.noise_g >= 0 and math.isfinite(self.noise_g)):
             raise ValueError(f"noise_g must be finite and >= 0, got {self.noise_g!r}")
+        if (self.t_start is None) != (self.t_end is None):
+            raise ValueError("a plate change has both t_start and t_end or neither")
+        if self.t_start is not None and self.t_end is not None:
+            _finite("t_start", self.t_start)
+            _finite("t_end", self.t_end)
+            if self.t_end < self.t_start:
+                raise ValueError(f"t_end {self.t_end} is before t_start {self.t_start}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,10 @@ T0 = 1_700_000_000.0
 
 
 def store_raw(plates: int = 8, products: list[dict[str, Any]] | None = None,
-              stock: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """One gondola along y = 4.0 facing -y, plates 0.1 m wide from x = 1.0; entry/exit on y = 0."""
-    sensors = [{"id": f"g1.s1.p{i + 1}", "pos": [1.0 + 0.1 * i, 4.0, 1.0], "facing": [0.0, -1.0],
-                "width": 0.1, "tare_g": 500.0} for i in range(plates)]
+              stock: list[dict[str, Any]] | None = None, width: float = 0.1) -> dict[str, Any]:
+    """One gondola along y = 4.0 facing -y, plates `width` wide from x = 1.0; entry/exit on y = 0."""
+    sensors = [{"id": f"g1.s1.p{i + 1}", "pos": [1.0 + width * i, 4.0, 1.0], "facing": [0.0, -1.0],
+                "width": width, "tare_g": 500.0} for i in range(plates)]
     products = products or [
         {"sku": "cola", "name": "Cola 500 ml", "price": 1500, "unit_g": 521.0, "unit_sd_g": 2.0},
         {"sku": "cider", "name": "Cider 500 ml", "price": 1400, "unit_g": 515.0, "unit_sd_g": 2.0},

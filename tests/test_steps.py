@@ -32,3 +32,18 @@ def test_a_neighbours_take_and_return_around_a_pick_does_not_stretch_the_picks_m
     assert {c.sensor for c in pick.changes} >= {"g1.s1.p3"}
     assert all(abs(c.delta_g) < 3.0 for c in pick.changes if c.sensor == "g1.s1.p4")
     assert pick.t_end < T0 + 6.0, (pick.t_start - T0, pick.t_end - T0)  # the return came at T0 + 6.8
+
+
+def test_a_plate_stirred_for_seconds_before_a_take_reports_the_moment_of_the_take() -> None:
+    """A palm resting on the shelf above shakes the plate from T0 + 4 (readings wander by tens of
+    grams); the bottle leaves at T0 + 9. The event is timed by the take, not by the shaking, so the
+    people around the shelf are judged where they stood when the bottle left."""
+    s = Script.shop()
+    s.hands["g1.s1.p3"] = [(T0 + 4.0, T0 + 9.0, 0.0)]
+    s.change("g1.s1.p3", T0 + 9.0, -515.0, press=None)
+    events = s.shelf_events(16)
+    (pick,) = [e for e in events if e.delta_g < -100]
+    assert T0 + 8.0 <= pick.t_start <= T0 + 9.0, pick.t_start - T0
+    assert pick.delta_g == pytest.approx(-515.0, abs=3.0)
+    (change,) = [c for c in pick.changes if c.sensor == "g1.s1.p3"]
+    assert change.t_start == pick.t_start  # each plate's own moment travels with the event

@@ -26,7 +26,9 @@ from appliance.events import FloatArray
 
 HAND_FRONT_M = 0.3
 HAND_BACK_M = 0.3
-HAND_SIDE_SLACK_M = 0.08
+HAND_SIDE_SLACK_M = 0.02
+HAND_ALONG_SD_M = 0.05
+TOUCH_SLACK_M = 0.08  # hand points this much short of the furthest reach still count as touching
 HAND_HEIGHT_SLACK_M = 0.12
 HAND_SD_M = 0.1
 HAND_LATE_START_S = 0.2  # `during` opens 0.3 s before the weight moved; the hand arrived about then
@@ -96,7 +98,7 @@ def hand_scores(hands: FloatArray, plate: Sensor) -> FloatArray:
     off_depth = np.maximum(np.maximum(depth - HAND_FRONT_M, -HAND_BACK_M - depth), 0.0)
     off_along = np.maximum(np.abs(along) - plate.width / 2 - HAND_SIDE_SLACK_M, 0.0)
     off_up = np.maximum(np.abs(d[:, 2]) - HAND_HEIGHT_SLACK_M, 0.0)
-    return np.exp(-0.5 * ((off_depth**2 + off_along**2 + off_up**2) / HAND_SD_M**2))
+    return np.exp(-0.5 * ((off_depth**2 + off_up**2) / HAND_SD_M**2 + (off_along / HAND_ALONG_SD_M) ** 2))
 
 
 def reach_evidence(
@@ -131,6 +133,12 @@ def reach_evidence(
     touching = known & (t >= during[0] + HAND_LATE_START_S) & (t <= during[1] + HAND_LATE_S)
     if not touching.any():
         return body_score, None, None
+    # Only where the hand reached out furthest: on its way to a neighbouring plate it passes in
+    # front of this one, but it stops at the one it takes from.
+    fx, fy = plates[0].facing
+    depth = (hands[:, 0] - plates[0].pos[0]) * fx + (hands[:, 1] - plates[0].pos[1]) * fy
+    deepest = float(np.min(depth[touching]))
+    touching &= depth <= deepest + TOUCH_SLACK_M
     k = int(np.argmax(np.where(touching, hand, -1.0)))
     point = (float(hands[k, 0]), float(hands[k, 1]), float(hands[k, 2]))
     return body_score, float(hand[k]), point

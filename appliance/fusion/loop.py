@@ -22,6 +22,7 @@ from appliance.events import (
     CartChange,
     Evidence,
     GateEvent,
+    PlateChange,
     Receipt,
     ReviewItem,
     SampleBlock,
@@ -56,6 +57,10 @@ HAND_SEEN = 0.05  # a hand scoring more than this over a plate makes its person 
 HAND_AT_PLATE = 0.5  # a hand scoring this is in the plate's space, not on its way there
 DURING_BEFORE_S = 0.3  # a hand may be on a plate this long before its weight starts to change
 LOG_SPLIT = math.log(0.3)
+ACT_START_SD_S = 0.15  # how far apart the plates one act moves begin to change
+SHARP_START_S = 2.0  # a plate changing for longer than this has no sharp start
+LOG_APART = math.log(0.01)  # the most that timing counts against one act
+MAX_SPLIT_PLATES = 6  # beyond this many changed plates an event splits whole or into single plates
 CLOSE_MIN_S = 0.25
 CLOSE_MAX_WAIT_S = 30.0
 OVERLAP_MARGIN_S = 0.5
@@ -501,19 +506,52 @@ class ShopFloor:
         return any(same_bag(grams, bag) for bag in (held, *scoops))
 
     def _parts(self, event: ShelfEvent) -> list[ShelfEvent]:
-        """Whole event, or one event per plate when separate explanations fit better."""
+        """Whole event, or the split of its plates that explains it better: picks by shoppers side by
+        side at neighbouring plates settle into one event, and each pick is one block of plates
+        (a unit resting across two plates stays one block), each block keeping its own moment."""
         if len(event.changes) < 2:
             return [event]
-        whole = self._explain(event, self._candidates(event))[0]
-        singles = [ShelfEvent(event.t_start, event.t_end, (c,)) for c in event.changes
-                   if abs(c.delta_g) >= max(self.config.shelves.min_step_g, 2.0 * c.noise_g)]
-        if len(singles) < 2:
+        floor_g = self.config.shelves.min_step_g
+        strong = [c for c in event.changes if abs(c.delta_g) >= max(floor_g, 2.0 * c.noise_g)]
+        if len(strong) < 2:
             return [event]
-        split = sum(self._explain(s, self._candidates(s))[0].log_lik for s in singles)
-        split += LOG_SPLIT * (len(singles) - 1)
-        if whole.unexplained or split > whole.log_lik:
-            return singles
+        whole = self._explain(event, self._candidates(event))[0]
+        whole_ll = whole.log_lik + together(strong)
+        weak = [c for c in event.changes if c not in strong]
+        fits: dict[frozenset[str], tuple[ShelfEvent, float]] = {}
+
+        def fit(block: Sequence[PlateChange]) -> tuple[ShelfEvent, float]:
+            key = frozenset(c.sensor for c in block)
+            if key not in fits:
+                sub = self._sub_event(event, block, weak)
+                fits[key] = (sub, self._explain(sub, self._candidates(sub))[0].log_lik + together(block))
+            return fits[key]
+
+        if len(strong) <= MAX_SPLIT_PLATES:
+            splits = [p for p in plate_partitions(strong, self.touching) if len(p) > 1]
+        else:
+            splits = [[[c] for c in strong]]
+        best: list[ShelfEvent] = [event]
+        best_ll = -math.inf
+        for blocks in splits:
+            ll = sum(fit(b)[1] for b in blocks) + LOG_SPLIT * (len(blocks) - 1)
+            if ll > best_ll:
+                best, best_ll = [fit(b)[0] for b in blocks], ll
+        if whole.unexplained or best_ll > whole_ll:
+            return sorted(best, key=lambda e: (e.t_start, e.t_end))
         return [event]
+
+    def _sub_event(self, event: ShelfEvent, block: Sequence[PlateChange],
+                   weak: Sequence[PlateChange]) -> ShelfEvent:
+        """The part of `event` on `block`'s plates, with the small changes of plates touching them,
+        timed by the block's own steps."""
+        names = {c.sensor for c in block}
+        extra = [c for c in weak if any(n in names for n in self.touching.get(c.sensor, ()))]
+        timed = [c for c in block if c.t_start is not None and c.t_end is not None]
+        t0 = min((c.t_start for c in timed if c.t_start is not None), default=event.t_start)
+        t1 = max((c.t_end for c in timed if c.t_end is not None), default=event.t_end)
+        changes = tuple(sorted((*block, *extra), key=lambda c: c.sensor))
+        return ShelfEvent(t0, max(t0, t1), changes)
 
     def _evidence(self, event: ShelfEvent, p_prod: float, p_person: float, note: str) -> Evidence:
         return Evidence(round(event.t_start, 3), event.sensors, round(event.delta_g, 1), round(p_prod, 3),
@@ -718,3 +756,47 @@ class ShopFloor:
         if self.listener is not None:
             self.listener.credited_after_exit(change)
 
+
+
+def together(block: Sequence[PlateChange]) -> float:
+    """Log-likelihood that one act changed all these plates, from when each began to change: a
+    unit lifted off two plates, or a hand sweeping across them, moves them at the same moment.
+    A plate busy for long (a palm resting near it) has no sharp start to compare, and timing alone
+    never outweighs a good explanation by weight (at most LOG_APART)."""
+    starts = [c.t_start for c in block if c.t_start is not None and c.t_end is not None
+              and c.t_end - c.t_start <= SHARP_START_S]
+    if len(starts) < 2:
+        return 0.0
+    mean = sum(starts) / len(starts)
+    return max(LOG_APART, -0.5 * sum(((t - mean) / ACT_START_SD_S) ** 2 for t in starts))
+
+
+def plate_partitions(changes: Sequence[PlateChange], touching: dict[str, list[str]]) -> list[list[list[PlateChange]]]:
+    """Every way to cut `changes` into blocks whose plates are connected through `touching`."""
+    out: list[list[list[PlateChange]]] = []
+
+    def connected(block: Sequence[PlateChange]) -> bool:
+        names = {c.sensor for c in block}
+        seen, todo = {block[0].sensor}, [block[0].sensor]
+        while todo:
+            for n in touching.get(todo.pop(), ()):
+                if n in names and n not in seen:
+                    seen.add(n)
+                    todo.append(n)
+        return seen == names
+
+    def grow(k: int, blocks: list[list[PlateChange]]) -> None:
+        if k == len(changes):
+            if all(connected(b) for b in blocks):
+                out.append([list(b) for b in blocks])
+            return
+        for b in blocks:
+            b.append(changes[k])
+            grow(k + 1, blocks)
+            b.pop()
+        blocks.append([changes[k]])
+        grow(k + 1, blocks)
+        blocks.pop()
+
+    grow(0, [])
+    return out

@@ -43,6 +43,9 @@ NUDGE = 0.2
 HISTORY = 64
 PARTNER_MIN_G = 0.5
 STIRRED_KEPT = 4
+MEDIAN_OF = 7  # readings in the running median that finds when a change began
+NEAR_OLD_SHARE = 0.25  # readings within this share of the change from the old level have not left it
+ACT_LEAD_S = 0.5  # a hand holds an item about this long before its weight leaves the plate
 
 
 @dataclass(slots=True)
@@ -56,11 +59,15 @@ class _Busy:
 
 @dataclass(frozen=True, slots=True)
 class _PlateStep:
+    """One plate's settled change: busy from `t_start` (which groups changes into events) to `t_end`;
+    `t_act` is when the change itself began (what the event reports)."""
+
     sensor: int
     t_start: float
     t_end: float
     delta_g: float
     noise_g: float
+    t_act: float
 
 
 def stock_partners(sensors: Sequence[Sensor], stock: Sequence[Stock]) -> list[list[int]]:
@@ -272,7 +279,7 @@ class StepDetector:
         n_eff = max(1.0, (busy.t[j] - busy.t[a]) * INDEPENDENT_PER_S)
         significant = abs(delta) >= max(self.settings.min_step_g, SIGNIFICANT_SIGMA * noise / math.sqrt(n_eff))
         if significant:
-            self._steps.append(_PlateStep(s, busy.since, busy.t[a], delta, noise))
+            self._steps.append(_PlateStep(s, busy.since, busy.t[a], delta, noise, self._act_start(busy, a, old, delta)))
             self.level[s] = new_level
         else:
             # Noise, not a change: keep the long-run level rather than jump to a short window's mean.
@@ -283,6 +290,24 @@ class StepDetector:
         rest_g = np.asarray(busy.g[j + 1 :])
         if rest_t.size:
             self._process(rest_t, np.full(rest_t.size, s, dtype=np.int64), rest_g)
+
+    @staticmethod
+    def _act_start(busy: _Busy, a: int, old: float, delta: float) -> float:
+        """When the change itself began: a plate can be stirred for seconds before it (a palm resting
+        on the shelf above shakes the frame, a hand hovers), and that time says nothing about the
+        moment the weight left. The last moment before settling that the readings (a short running
+        median, which shaking barely moves) were still near the old level, less ACT_LEAD_S for the
+        hand to get hold; never before the plate first stirred. A hand pressing on the plate itself
+        moves the median well away from the old level, so a press keeps the moment it began."""
+        g = np.asarray(busy.g[: a + 1])
+        if g.size < MEDIAN_OF:
+            return busy.since
+        smooth = np.median(np.lib.stride_tricks.sliding_window_view(g, MEDIAN_OF), axis=1)
+        near_old = np.flatnonzero(np.abs(smooth - old) <= NEAR_OLD_SHARE * abs(delta))
+        if not near_old.size:
+            return busy.since
+        t_left = busy.t[int(near_old[-1]) + MEDIAN_OF // 2]
+        return max(busy.since, t_left - ACT_LEAD_S)
 
     def _settle_at_end(self, s: int) -> None:
         busy = self._busy[s]
@@ -369,9 +394,10 @@ class StepDetector:
         net = {p: sum(m.delta_g for m in ms) for p, ms in by_plate.items()}
         changed = [m for m in members if abs(net[m.sensor]) >= max(self.settings.min_step_g, 3.0 * m.noise_g)]
         timed = changed or members
-        t_start = min(m.t_start for m in timed)
+        t_start = min(m.t_act for m in timed)
         t_end = max(m.t_end for m in timed)
-        changes = [PlateChange(self.ids[p], net[p], max(m.noise_g for m in ms)) for p, ms in sorted(by_plate.items())]
+        changes = [PlateChange(self.ids[p], net[p], max(m.noise_g for m in ms), min(m.t_act for m in ms),
+                               max(m.t_end for m in ms)) for p, ms in sorted(by_plate.items())]
         for p in sorted(by_plate):
             for q in self.partners[p]:
                 if q in by_plate or q in self._busy or any(c.sensor == self.ids[q] for c in changes):
