@@ -135,15 +135,15 @@ class FusionSettings:
         "people apart less well", min=0.02, max=2.0, unit="m",
     )
     along_sd_m: float = setting(
-        0.15, help="spread of where most takers stand along the shelf from the plate; larger tells neighbours "
+        0.12, help="spread of where most takers stand along the shelf from the plate; larger tells neighbours "
         "apart less well", min=0.02, max=2.0, unit="m",
     )
     along_tail_sd_m: float = setting(
-        0.45, help="spread for takers who stand aside and reach sideways (someone else is in front)", min=0.05,
+        0.40, help="spread for takers who stand aside and reach sideways (someone else is in front)", min=0.05,
         max=3.0, unit="m",
     )
     along_tail_share: float = setting(
-        0.2, help="share of takers who stand aside", min=0.0, max=1.0,
+        0.15, help="share of takers who stand aside", min=0.0, max=1.0,
     )
     hand_sd_m: float = setting(
         0.04, help="typical error of a hand point the tracker reports; smaller trusts the hand's place along "
