@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 CHI2_2D_99 = 9.21
 WEAK_HOLD_S = 1.0
 STATURE_SD_M = 0.06
+SHOW_LOST_S = 10.0  # a hidden person is reported at their last place for this long, then not until found
+ENTRY_RELINK_S = 2.0  # a track lost longer than this does not take a sighting at the entry
 
 
 def segment_distance(p: FloatArray, a: Sequence[float], b: Sequence[float]) -> float:
@@ -55,7 +57,13 @@ class _FloorSpace:
         if lost:
             away = np.array([tr.lost_for(t) for tr in tracks])[:, None]
             reach = np.minimum(self.s.gate_m + self.s.walk_speed_mps * away, self.diagonal)
-            return np.where(dist <= reach, 0.5 * dist / self.diagonal + 0.5 * unlike / 9.0, np.inf)
+            # Someone appearing at the entry has come in through the gate, unless a person was lost
+            # right there a moment ago: a shopper hidden inside for longer does not walk back to
+            # the one-way entry, and taking their track would give the newcomer their visit.
+            at_entry = np.array([segment_distance(p, *self.floor.entry) <= self.s.entry_m for p in z])
+            newcomer = at_entry[None, :] & (away > ENTRY_RELINK_S)
+            ok = (dist <= reach) & ~newcomer
+            return np.where(ok, 0.5 * dist / self.diagonal + 0.5 * unlike / 9.0, np.inf)
         # Squared Mahalanobis distance of every sighting from every track's prediction.
         cov = np.array([tr.motion.position_cov for tr in tracks])
         innovation = cov[:, None, :, :] + r[None, :, :, :]
@@ -163,8 +171,10 @@ class FloorTracker:
     a track). Each track also learns its person's height, which breaks ties when shoppers
     stand close together. A person appearing
     at the entry is confirmed after `confirm_hits` sightings, anywhere else after three times as
-    many (a false box on a shelf display should not become a shopper). A person lost inside the
-    shop is reported at their last place and found again when they reappear within walking
+    many (a false box on a shelf display should not become a shopper); a sighting at the entry
+    never continues a person hidden inside for longer than `ENTRY_RELINK_S` (nobody walks back in
+    through the one-way entry: it is the next shopper). A person lost inside the shop is reported
+    at their last place for `SHOW_LOST_S` and found again when they reappear within walking
     distance, for up to `keep_inside_s`; one lost at the exit has left. Heights and positions
     stay in memory; nothing here logs or stores them.
 
@@ -221,7 +231,8 @@ class FloorTracker:
         has already placed a followed person there.
 
         Returns where each confirmed person is at `t`: those seen now at their filtered
-        position, those hidden inside the shop at the place they were last seen.
+        position, those hidden inside the shop for at most `SHOW_LOST_S` at the place they were
+        last seen.
         """
         book = self._book
         book.predict(t)
@@ -246,7 +257,7 @@ class FloorTracker:
         book.finish(t)
         out = []
         for tr in book.tracks:
-            if not tr.confirmed or (tr.seen != t and self._space.leaving(tr)):
+            if not tr.confirmed or (tr.seen != t and (self._space.leaving(tr) or tr.lost_for(t) > SHOW_LOST_S)):
                 continue
             x, y = tr.motion.position
             out.append(TrackPoint(t, f"t{tr.number}", float(x), float(y)))
