@@ -112,6 +112,19 @@ def test_a_newcomer_at_the_entry_does_not_take_the_track_of_someone_hidden_insid
     assert len(first_ids) == 1 and len(new_ids) == 1 and first_ids != new_ids
 
 
+def test_a_shopper_found_again_further_off_than_expected_keeps_their_track(shop, lenses):
+    """Hidden for a second, the shopper shows up 3 m from where they vanished: too far to be them
+    at first, so a new track starts to be confirmed there; once they could have walked that far,
+    their own track takes them back and the new one never becomes a second person."""
+    path = walk(ENTRY, (2.0, 2.0), 2.0)
+    hidden = [[] for _ in range(int(1.0 * FPS))]
+    there = [(5.5, 2.5)] * int(4 * FPS)
+    out = run(shop, lenses, [[xy] for xy in path] + hidden + [[xy] for xy in there])
+    first = {p.track for step in out[: len(path)] for p in step}
+    last = {p.track for step in out[-int(FPS):] for p in step}
+    assert len(first) == 1 and last == first
+
+
 def test_a_shopper_lost_at_the_exit_has_left_and_the_next_one_gets_a_new_id(shop, lenses):
     first = walk(ENTRY, (2.5, 2.0), 2.0) + walk((2.5, 2.0), (2.5, 0.3), 2.0)
     gap = [[] for _ in range(int(4 * FPS))]

@@ -172,13 +172,17 @@ class TrackBook:
         """
         high = [i for i in range(len(z)) if score[i] >= score_high]
         low = [i for i in range(len(z)) if score[i] < score_high]
-        recent = [tr for tr in self.tracks if tr.lost_for(t) <= self.recent_s]
+        recent = [tr for tr in self.tracks if tr.confirmed and tr.lost_for(t) <= self.recent_s]
+        tentative = [tr for tr in self.tracks if not tr.confirmed and tr.lost_for(t) <= self.recent_s]
         lost = [tr for tr in self.tracks if tr.confirmed and tr.lost_for(t) > self.recent_s]
         matches: list[Match] = []
         high, recent = self._stage(recent, high, z, r, t, False, traits, matches)
-        weak_ok = [tr for tr in recent if tr.confirmed and t - tr.sure <= self.weak_hold_s]
+        weak_ok = [tr for tr in recent if t - tr.sure <= self.weak_hold_s]
         self._stage(weak_ok, low, z, r, t, False, traits, matches)
+        # A person found again continues their own track before a new one still being confirmed
+        # can claim them (that one then dies unconfirmed instead of becoming a second person).
         high, _ = self._stage(lost, high, z, r, t, True, traits, matches)
+        high, _ = self._stage(tentative, high, z, r, t, False, traits, matches)
         return matches, high
 
     def correct(self, t: float, seen: Sequence[tuple[Track, FloatArray, FloatArray, float, float]],
