@@ -150,3 +150,39 @@ def test_a_shopper_who_trades_ids_with_someone_bound_to_no_pass_is_still_followe
     last = book.last_seen(book.visits["a"].people[0])
     assert last is not None and np.hypot(last.last_xy[0] - s_at[0], last.last_xy[1] - s_at[1]) < 0.1
     assert not any(book.owner.get(tid) for tid in book.unbound), "U's id goes on bound to no pass"
+
+
+def test_a_shopper_lost_just_inside_the_entry_is_found_again_rather_than_taken_for_the_next_pass() -> None:
+    """Regression (adversarial seed 5): a shopper waits just inside the entry and the tracker loses
+    them; the next pass is shown meanwhile, and their track comes back a few centimetres from where
+    it was lost. It was taken for the next pass's newcomer (nobody stood outside to say otherwise),
+    so that pass's shopper, crossing later, belonged to no one and every pick went to the wrong cart."""
+    book = _book()
+    _enter(book, "a", T0)
+    paths = {
+        "t1": _line(T0, T0 + 2.0, (1.0, -0.5), (1.0, 0.7)) + _line(T0 + 2.0, T0 + 4.0, (1.0, 0.7), (1.0, 0.7)),
+        "t2": _line(T0 + 5.0, T0 + 9.0, (1.02, 0.72), (1.05, 0.75)),
+        # b's shopper: first seen outside once the pass is shown, crosses at T0 + 7.5
+        "t3": _line(T0 + 6.0, T0 + 9.0, (1.3, -0.6), (1.3, 0.6)),
+    }
+    _enter(book, "b", T0 + 4.5)
+    _feed(book, _frames(paths))
+    assert book.owner["t1"] == ("a", 0)
+    assert book.owner["t2"] == ("a", 0), "the track found again where a was lost is a, not b's newcomer"
+    assert book.owner["t3"] == ("b", 0)
+
+
+def test_a_track_inside_the_entry_continuing_a_newcomer_lost_outside_joins_the_waiting_pass() -> None:
+    """The tracker loses b's shopper as they cross; their track comes back just inside, where a
+    shopper of pass a was lost a moment ago too, but much nearer to where b's shopper was last seen."""
+    book = _book()
+    _enter(book, "a", T0)
+    paths = {
+        "t1": _line(T0, T0 + 2.0, (1.0, -0.5), (1.0, 1.6)) + _line(T0 + 2.0, T0 + 4.6, (1.0, 1.6), (1.0, 1.6)),
+        "t3": _line(T0 + 4.0, T0 + 5.0, (1.3, -0.8), (1.3, -0.2)),
+        "t2": _line(T0 + 5.6, T0 + 8.0, (1.3, 0.25), (1.3, 1.5)),
+    }
+    _enter(book, "b", T0 + 4.5)
+    _feed(book, _frames(paths))
+    assert book.owner["t1"] == ("a", 0)
+    assert book.owner["t2"] == ("b", 0)

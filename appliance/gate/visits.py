@@ -241,6 +241,23 @@ class VisitBook:
 
     def _lost_person(self, h: TrackHistory) -> tuple[Visit, int] | None:
         """The person most plausibly continued by new track `h`: lost recently, close by."""
+        found = self._lost_person_scored(h)
+        return (found[1], found[2]) if found else None
+
+    @staticmethod
+    def _continuation(last: TrackHistory, h: TrackHistory) -> float | None:
+        """How well new track `h` continues `last` (lower is better: metres apart plus a little for
+        the time between), or None when it cannot (`last` still tracked, lost too long ago, or
+        too far to have walked)."""
+        gap = h.first_t - last.last_t
+        if not LOST_AFTER_S <= gap <= STITCH_WINDOW_S:
+            return None
+        dist = math.dist(last.last_xy, h.first_xy)
+        if dist > STITCH_BASE_M + WALK_SPEED_M_S * gap:
+            return None
+        return dist + 0.3 * gap
+
+    def _lost_person_scored(self, h: TrackHistory) -> tuple[float, Visit, int] | None:
         best: tuple[float, Visit, int] | None = None
         for visit in self.visits.values():
             if visit.left is not None:
@@ -251,16 +268,25 @@ class VisitBook:
                 last = self.last_seen(person)
                 if last is None:
                     continue
-                gap = h.first_t - last.last_t
-                if not LOST_AFTER_S <= gap <= STITCH_WINDOW_S:
-                    continue  # still tracked (a different person), or lost too long ago
-                dist = math.dist(last.last_xy, h.first_xy)
-                if dist > STITCH_BASE_M + WALK_SPEED_M_S * max(gap, 0.0):
-                    continue
-                score = dist + 0.3 * max(gap, 0.0)
-                if best is None or score < best[0]:
+                score = self._continuation(last, h)
+                if score is not None and (best is None or score < best[0]):
                     best = (score, visit, i)
-        return (best[1], best[2]) if best else None
+        return best
+
+    def _lost_outside(self, h: TrackHistory) -> float | None:
+        """How well new track `h` continues someone lost while waiting outside the entry (a newcomer
+        the tracker missed as they crossed): the best continuation score, None if nobody fits."""
+        best: float | None = None
+        for tid, other in self.unbound.items():
+            if tid == h.track or not other.t:
+                continue
+            if self._side(self._entry, other.last_xy) == self._inside_entry or (
+                    segment_distance(other.last_xy, self._entry) > ENTRY_RADIUS_M):
+                continue
+            score = self._continuation(other, h)
+            if score is not None and (best is None or score < best):
+                best = score
+        return best
 
     def track(self, p: TrackPoint) -> None:
         """A tracker's point: remember it, bind new tracks, repair swapped ids, notice people leaving.
@@ -526,13 +552,18 @@ class VisitBook:
         elif fresh and not outside and crossed is None and self._adopt(h):
             return
         elif fresh:
-            lost = self._lost_person(h)
+            scored = self._lost_person_scored(h)
             # A track appearing just inside the entry is a newcomer for a pass still waiting for
-            # people, unless someone is still standing outside the entry: then the pass's next
-            # person is still to come, and this is someone lost right here found again.
+            # people, unless someone is still standing outside the entry (then the pass's next
+            # person is still to come), or it continues someone lost right here better than anyone
+            # lost outside the entry (a newcomer the tracker missed crossing): then it is someone
+            # lost here found again.
             newcomer = crossed is not None and bool(self._awaiting(crossed)) and not self._waiting_outside(h)
-            if lost is not None and not newcomer:
-                self._bind(h.track, lost[0], lost[1])
+            if newcomer and scored is not None:
+                outside_score = self._lost_outside(h)
+                newcomer = outside_score is not None and outside_score <= scored[0]
+            if scored is not None and not newcomer:
+                self._bind(h.track, scored[1], scored[2])
                 return
             self.unbound[h.track] = h
         if h.track not in self.unbound:
