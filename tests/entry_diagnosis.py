@@ -67,15 +67,15 @@ def _install_hooks() -> None:
         real_bind(self, track, visit, person)
 
     visits_mod.VisitBook._bind = bind  # type: ignore[method-assign]
-    real_swap = visits_mod.VisitBook._swap
+    real_hand_over = visits_mod.VisitBook._hand_over
 
-    def swap(self: visits_mod.VisitBook, a: str, b: str, move_b: bool = True) -> None:
-        for tid, move in ((a, True), (b, move_b)):
-            if move:
+    def hand_over(self: visits_mod.VisitBook, to: dict[str, str], unmoved: frozenset[str] = frozenset()) -> None:
+        for tid in to:
+            if tid not in unmoved:
                 CAPTURED["removed"].add((self.memory.tracks[tid].last_t, tid))
-        real_swap(self, a, b, move_b)
+        real_hand_over(self, to, unmoved)
 
-    visits_mod.VisitBook._swap = swap  # type: ignore[method-assign]
+    visits_mod.VisitBook._hand_over = hand_over  # type: ignore[method-assign]
 
 
 def _run_book(rec: Any) -> visits_mod.VisitBook:
@@ -208,6 +208,31 @@ def diagnose(scenario: str, seed: int, detail: bool, window: float) -> Counter[s
         owned = book.owner.get(internal)
         if who is not None and owned is not None and owned[0] != visit_of_person[who]:
             counts["wrong bind pts" if internal in bound_by_bind else "wrong swap pts"] += 1
+    if detail:
+        bind_at = {b[1]: b for b in CAPTURED["binds"]}
+        runs: dict[str, list[list[Any]]] = defaultdict(list)
+        for t, internal in CAPTURED["adds"]:
+            if (t, internal) in removed:
+                continue
+            who = carrier(internal.split("~")[0], t)
+            owned = book.owner.get(internal)
+            if who is None:
+                continue
+            v = owned[0] if owned else None
+            r = runs[who]
+            if r and r[-1][0] == internal and r[-1][1] == v:
+                r[-1][3] = t
+                r[-1][4] += 1
+            else:
+                r.append([internal, v, t, t, 1])
+        for who, r in sorted(runs.items()):
+            for internal, v, ta, tb, n in r:
+                if v is None or v == visit_of_person[who] or n < 10:
+                    continue
+                how = bind_at.get(internal)
+                origin = f"bound {how[3]} by {how[5]} at {how[0] - out.start:.1f}" if how else "from a swap repair"
+                print(f"  WRONG {who} ({visit_of_person[who][:6]}) on {internal} -> {v[:6]} "
+                      f"{ta - out.start:.1f}-{tb - out.start:.1f} ({n} pts), {origin}")
     wrong_pts = sum(n for who, c in went.items() for v, n in c.items() if v is not None and v != visit_of_person[who])
     counts["wrong pts"] += wrong_pts
     counts["points"] += sum(sum(c.values()) for c in went.values())

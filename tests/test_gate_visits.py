@@ -186,3 +186,26 @@ def test_a_track_inside_the_entry_continuing_a_newcomer_lost_outside_joins_the_w
     _feed(book, _frames(paths))
     assert book.owner["t1"] == ("a", 0)
     assert book.owner["t2"] == ("b", 0)
+
+
+def test_ids_passed_round_three_shoppers_standing_together_are_handed_back() -> None:
+    """Regression (adversarial seed 4): three shoppers on their own passes stand close together at
+    one shelf and, in one frame, the tracker passes their ids round (P gets Q's place, Q R's, R
+    P's). No trade between two explains it, so each visit went on following someone else."""
+    book = _book()
+    for nonce, tid in (("a", "p"), ("b", "q"), ("c", "r")):
+        _enter(book, nonce, T0, tid)
+    pos = {"P": (2.0, 2.0), "Q": (2.45, 2.0), "R": (2.225, 2.39)}
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for k in range(50):
+        carrier = {"p": "P", "q": "Q", "r": "R"} if k < 30 else {"p": "Q", "q": "R", "r": "P"}
+        frames.append((T0 + k * FRAME_S, [(tid, *pos[who]) for tid, who in carrier.items()]))
+    _feed(book, frames)
+    follows = {}
+    for nonce in "abc":
+        last = book.last_seen(book.visits[nonce].people[0])
+        assert last is not None
+        x, y = last.last_xy
+        follows[nonce] = min(pos, key=lambda who: np.hypot(x - pos[who][0], y - pos[who][1]))
+    assert follows == {"a": "P", "b": "Q", "c": "R"}
+

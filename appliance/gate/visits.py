@@ -48,6 +48,7 @@ SWAP_NEAR_M = 1.2
 SWAP_MIN_COST_M2 = 0.25**2
 SWAP_RATIO = 0.25
 SWAP_JUMP_M = 0.3
+ROTATION_MAX = 5
 ENCOUNTER_OPEN_M = 0.5
 ENCOUNTER_CLOSE_M = 0.9
 ENCOUNTER_MAX_S = 4.0
@@ -389,7 +390,7 @@ class VisitBook:
             pred = _predict(self.motion(tid))
             if pred is not None:
                 preds[tid] = pred
-        done: set[str] = set()
+        done = self._repair_rotations(bound + loose, preds)
         pairs = list(itertools.combinations(bound, 2)) + [(a, u) for a in bound for u in loose]
         for a, b in pairs:
             if a in done or b in done or a not in preds or b not in preds:
@@ -444,6 +445,48 @@ class VisitBook:
                 done.update((a, best[1]))
         self._follow_encounters(bound, done)
 
+    def _repair_rotations(self, tracks: list[str], preds: dict[str, tuple[float, float, float, float]]) -> set[str]:
+        """Three or more people close together (leaning in at one shelf, queueing at the gate): in
+        one frame the tracker can pass their ids round, each to the next, which no trade between
+        two explains. Each group of tracks predicted close together is checked for the way of
+        giving the frame's points to its people that fits their motion best; when that is a
+        round of three or more and fits much better than the ids as given, the ids are handed
+        round. Returns the tracks handed over."""
+        near = [t for t in tracks if t in preds]
+        done: set[str] = set()
+        placed: set[str] = set()
+        for start in near:
+            if start in placed:
+                continue
+            group = [start]
+            placed.add(start)
+            k = 0
+            while k < len(group):
+                here = preds[group[k]][:2]
+                k += 1
+                for t in near:
+                    if t not in placed and math.dist(here, preds[t][:2]) <= SWAP_NEAR_M:
+                        placed.add(t)
+                        group.append(t)
+            if not 3 <= len(group) <= ROTATION_MAX:
+                continue
+            seen = [self.memory.tracks[t].last_xy for t in group]
+
+            def cost(order: tuple[int, ...], group: list[str] = group,
+                     seen: list[tuple[float, float]] = seen) -> float:
+                return sum(math.dist(seen[i], preds[group[j]][:2]) ** 2 for i, j in enumerate(order))
+
+            keep = cost(tuple(range(len(group))))
+            best = min(itertools.permutations(range(len(group))), key=cost)
+            moved = [i for i, j in enumerate(best) if i != j]
+            if len(moved) < 3 or len({self.owner.get(group[i]) for i in moved}) < 2:
+                continue  # a trade between two is the pairwise check's
+            if keep > SWAP_MIN_COST_M2 and cost(best) < SWAP_RATIO * keep:
+                self._hand_over({group[i]: group[best[i]] for i in moved})
+                done.update(group)
+                logger.debug("repaired ids passed round %s shoppers", len(moved))
+        return done
+
     def _follow_encounters(self, bound: list[str], done: set[str]) -> None:
         """Two people walking past each other so closely that no jump shows: when they part, each
         should carry on the way they were going; if each id now carries on the other's way, the
@@ -486,13 +529,19 @@ class VisitBook:
     def _swap(self, a: str, b: str, move_b: bool = True) -> None:
         """From its newest point on, the tracker id behind `a` continues b's person and vice versa
         (`move_b` False: b's newest point is from before the swap and stays where it is)."""
+        self._hand_over({a: b, b: a}, frozenset() if move_b else frozenset((b,)))
+
+    def _hand_over(self, to: dict[str, str], unmoved: frozenset[str] = frozenset()) -> None:
+        """From its newest point on, the tracker id behind each track `src` continues the person of
+        track `to[src]` (`to` maps its tracks onto themselves); the newest points of `unmoved`
+        tracks are from before the hand-over and stay where they are."""
         ext = {v: k for k, v in self.alias.items()}
-        ext_a, ext_b = ext.get(a, a), ext.get(b, b)
         self.swaps += 1
+        owners = {src: self.owner.get(dst) for src, dst in to.items()}
         moved: dict[str, TrackPoint | None] = {}
-        for tid, move in ((a, True), (b, move_b)):
+        for tid in to:
             h = self.memory.tracks[tid]
-            if not move:
+            if tid in unmoved:
                 moved[tid] = None
                 continue
             hand = h.hand.pop()
@@ -500,7 +549,8 @@ class VisitBook:
                                     None if math.isnan(hand[0]) else hand)
             if not h.t:
                 del self.memory.tracks[tid]  # its only point was the other person's
-        for src, dst_owner, ext_id in ((a, self.owner.get(b), ext_a), (b, self.owner.get(a), ext_b)):
+        for src, dst_owner in owners.items():
+            ext_id = ext.get(src, src)
             self._serial += 1
             new = f"{ext_id}~{self._serial}"
             q = moved[src]
