@@ -209,3 +209,26 @@ def test_ids_passed_round_three_shoppers_standing_together_are_handed_back() -> 
         follows[nonce] = min(pos, key=lambda who: np.hypot(x - pos[who][0], y - pos[who][1]))
     assert follows == {"a": "P", "b": "Q", "c": "R"}
 
+
+
+def test_a_shopper_missed_for_two_frames_is_not_taken_for_someone_found_again_beside_them() -> None:
+    """Regression (handoff seed 3): Q is lost; two seconds later their track comes back beside P
+    just when the tracker misses P for two frames. P looked lost more recently and nearer, so Q's
+    new track was stitched to P's visit. Someone missed for a frame or two is waited for."""
+    book = _book()
+    _enter(book, "a", T0, "p")
+    _enter(book, "b", T0, "q")
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for k in range(60):
+        t = T0 + k * FRAME_S
+        rows: list[tuple[str, float, float]] = []
+        if k not in (29, 30):
+            rows.append(("p", 2.0, 2.0))  # P stands still; missed in two frames
+        if k < 10:
+            rows.append(("q", 2.5, 2.6 + 0.05 * (10 - k)))  # Q walks up, then is lost
+        elif k >= 30:
+            rows.append(("r", 2.15, 2.3))  # ... and found again beside P
+        frames.append((t, rows))
+    _feed(book, frames)
+    assert book.owner["r"] == ("b", 0)
+    assert len(book.visits["a"].people[0].tracks) == 1

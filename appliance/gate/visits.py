@@ -28,6 +28,7 @@ EXIT_RADIUS_M = 2.0
 LOST_AFTER_S = 0.15
 STITCH_WINDOW_S = 8.0
 STITCH_BASE_M = 0.8
+STITCH_SURE_S = 0.4
 WALK_SPEED_M_S = 1.5
 FRAME_TOLERANCE_S = 0.03
 EARLY_CROSSING_S = 2.0
@@ -159,6 +160,7 @@ class VisitBook:
         self._encounters: dict[tuple[str, str], tuple[float, tuple[float, float], tuple[float, float],
                                                        tuple[float, float], tuple[float, float]]] = {}
         self._pending_exits: list[float] = []
+        self._postponed: dict[str, float | None] = {}
         self.swaps = 0
         self._serial = 0
         self._frame_t = -math.inf
@@ -613,11 +615,29 @@ class VisitBook:
                 outside_score = self._lost_outside(h)
                 newcomer = outside_score is not None and outside_score <= scored[0]
             if scored is not None and not newcomer:
+                last = self.last_seen(scored[1].people[scored[2]])
+                if last is not None and h.first_t - last.last_t < STITCH_SURE_S:
+                    # lost for a frame or two: may be a missed frame of someone still here
+                    self.unbound[h.track] = h
+                    self._postponed = {k: v for k, v in self._postponed.items()
+                                       if k in self.unbound and k in self.memory.tracks}
+                    self._postponed[h.track] = crossed
+                    return
                 self._bind(h.track, scored[1], scored[2])
                 return
             self.unbound[h.track] = h
         if h.track not in self.unbound:
             return
+        if h.track in self._postponed:
+            if h.last_t - h.first_t < STITCH_SURE_S:
+                return
+            # Whoever the tracker had lost and is still not seen since this track began is who
+            # it continues; if they came back, this is someone else.
+            crossed = self._postponed.pop(h.track)
+            lost = self._lost_person(h)
+            if lost is not None:
+                self._bind(h.track, lost[0], lost[1])
+                return
         if crossed is not None:
             self.crossed[h.track] = crossed
             awaiting = self._awaiting(crossed)
