@@ -19,9 +19,13 @@ Per scenario, summed over the seeds:
                points went to this visit)
   missing      visits one of whose people has the majority of their points elsewhere or nowhere
   wrong pts    track points followed as another visit's person, of all points
+  wrong bind pts / wrong swap pts   of the wrong points, those on tracks the book bound itself (a
+               new person or a stitch) and those on tracks a swap repair started
 With --detail, each bind made within the window after a pass is listed: time since the start of the
-recording, the track, the visit (first 6 characters), how (new person / stitch, and the caller),
-and who truly carried the track then.
+recording (and since the latest pass), the track, the visit (first 6 characters) and person slot,
+how (new person / stitch, and the caller), and who truly carried the track then; then every stretch
+of 10+ points a person spent on another visit, with what started it. --tracks T0,T1 also lists the
+gate events, each person's tracker ids and each track's first and last point between those seconds.
 """
 
 from __future__ import annotations
