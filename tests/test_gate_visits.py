@@ -150,3 +150,85 @@ def test_a_shopper_who_trades_ids_with_someone_bound_to_no_pass_is_still_followe
     last = book.last_seen(book.visits["a"].people[0])
     assert last is not None and np.hypot(last.last_xy[0] - s_at[0], last.last_xy[1] - s_at[1]) < 0.1
     assert not any(book.owner.get(tid) for tid in book.unbound), "U's id goes on bound to no pass"
+
+
+def test_a_shopper_lost_just_inside_the_entry_is_found_again_rather_than_taken_for_the_next_pass() -> None:
+    """Regression (adversarial seed 5): a shopper waits just inside the entry and the tracker loses
+    them; the next pass is shown meanwhile, and their track comes back a few centimetres from where
+    it was lost. It was taken for the next pass's newcomer (nobody stood outside to say otherwise),
+    so that pass's shopper, crossing later, belonged to no one and every pick went to the wrong cart."""
+    book = _book()
+    _enter(book, "a", T0)
+    paths = {
+        "t1": _line(T0, T0 + 2.0, (1.0, -0.5), (1.0, 0.7)) + _line(T0 + 2.0, T0 + 4.0, (1.0, 0.7), (1.0, 0.7)),
+        "t2": _line(T0 + 5.0, T0 + 9.0, (1.02, 0.72), (1.05, 0.75)),
+        # b's shopper: first seen outside once the pass is shown, crosses at T0 + 7.5
+        "t3": _line(T0 + 6.0, T0 + 9.0, (1.3, -0.6), (1.3, 0.6)),
+    }
+    _enter(book, "b", T0 + 4.5)
+    _feed(book, _frames(paths))
+    assert book.owner["t1"] == ("a", 0)
+    assert book.owner["t2"] == ("a", 0), "the track found again where a was lost is a, not b's newcomer"
+    assert book.owner["t3"] == ("b", 0)
+
+
+def test_a_track_inside_the_entry_continuing_a_newcomer_lost_outside_joins_the_waiting_pass() -> None:
+    """The tracker loses b's shopper as they cross; their track comes back just inside, where a
+    shopper of pass a was lost a moment ago too, but much nearer to where b's shopper was last seen."""
+    book = _book()
+    _enter(book, "a", T0)
+    paths = {
+        "t1": _line(T0, T0 + 2.0, (1.0, -0.5), (1.0, 1.6)) + _line(T0 + 2.0, T0 + 4.6, (1.0, 1.6), (1.0, 1.6)),
+        "t3": _line(T0 + 4.0, T0 + 5.0, (1.3, -0.8), (1.3, -0.2)),
+        "t2": _line(T0 + 5.6, T0 + 8.0, (1.3, 0.25), (1.3, 1.5)),
+    }
+    _enter(book, "b", T0 + 4.5)
+    _feed(book, _frames(paths))
+    assert book.owner["t1"] == ("a", 0)
+    assert book.owner["t2"] == ("b", 0)
+
+
+def test_ids_passed_round_three_shoppers_standing_together_are_handed_back() -> None:
+    """Regression (adversarial seed 4): three shoppers on their own passes stand close together at
+    one shelf and, in one frame, the tracker passes their ids round (P gets Q's place, Q R's, R
+    P's). No trade between two explains it, so each visit went on following someone else."""
+    book = _book()
+    for nonce, tid in (("a", "p"), ("b", "q"), ("c", "r")):
+        _enter(book, nonce, T0, tid)
+    pos = {"P": (2.0, 2.0), "Q": (2.45, 2.0), "R": (2.225, 2.39)}
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for k in range(50):
+        carrier = {"p": "P", "q": "Q", "r": "R"} if k < 30 else {"p": "Q", "q": "R", "r": "P"}
+        frames.append((T0 + k * FRAME_S, [(tid, *pos[who]) for tid, who in carrier.items()]))
+    _feed(book, frames)
+    follows = {}
+    for nonce in "abc":
+        last = book.last_seen(book.visits[nonce].people[0])
+        assert last is not None
+        x, y = last.last_xy
+        follows[nonce] = min(pos, key=lambda who: np.hypot(x - pos[who][0], y - pos[who][1]))
+    assert follows == {"a": "P", "b": "Q", "c": "R"}
+
+
+
+def test_a_shopper_missed_for_two_frames_is_not_taken_for_someone_found_again_beside_them() -> None:
+    """Regression (handoff seed 3): Q is lost; two seconds later their track comes back beside P
+    just when the tracker misses P for two frames. P looked lost more recently and nearer, so Q's
+    new track was stitched to P's visit. Someone missed for a frame or two is waited for."""
+    book = _book()
+    _enter(book, "a", T0, "p")
+    _enter(book, "b", T0, "q")
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for k in range(60):
+        t = T0 + k * FRAME_S
+        rows: list[tuple[str, float, float]] = []
+        if k not in (29, 30):
+            rows.append(("p", 2.0, 2.0))  # P stands still; missed in two frames
+        if k < 10:
+            rows.append(("q", 2.5, 2.6 + 0.05 * (10 - k)))  # Q walks up, then is lost
+        elif k >= 30:
+            rows.append(("r", 2.15, 2.3))  # ... and found again beside P
+        frames.append((t, rows))
+    _feed(book, frames)
+    assert book.owner["r"] == ("b", 0)
+    assert len(book.visits["a"].people[0].tracks) == 1

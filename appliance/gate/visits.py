@@ -28,6 +28,7 @@ EXIT_RADIUS_M = 2.0
 LOST_AFTER_S = 0.15
 STITCH_WINDOW_S = 8.0
 STITCH_BASE_M = 0.8
+STITCH_SURE_S = 0.4
 WALK_SPEED_M_S = 1.5
 FRAME_TOLERANCE_S = 0.03
 EARLY_CROSSING_S = 2.0
@@ -48,6 +49,7 @@ SWAP_NEAR_M = 1.2
 SWAP_MIN_COST_M2 = 0.25**2
 SWAP_RATIO = 0.25
 SWAP_JUMP_M = 0.3
+ROTATION_MAX = 5
 ENCOUNTER_OPEN_M = 0.5
 ENCOUNTER_CLOSE_M = 0.9
 ENCOUNTER_MAX_S = 4.0
@@ -158,6 +160,7 @@ class VisitBook:
         self._encounters: dict[tuple[str, str], tuple[float, tuple[float, float], tuple[float, float],
                                                        tuple[float, float], tuple[float, float]]] = {}
         self._pending_exits: list[float] = []
+        self._postponed: dict[str, float | None] = {}
         self.swaps = 0
         self._serial = 0
         self._frame_t = -math.inf
@@ -241,6 +244,23 @@ class VisitBook:
 
     def _lost_person(self, h: TrackHistory) -> tuple[Visit, int] | None:
         """The person most plausibly continued by new track `h`: lost recently, close by."""
+        found = self._lost_person_scored(h)
+        return (found[1], found[2]) if found else None
+
+    @staticmethod
+    def _continuation(last: TrackHistory, h: TrackHistory) -> float | None:
+        """How well new track `h` continues `last` (lower is better: metres apart plus a little for
+        the time between), or None when it cannot (`last` still tracked, lost too long ago, or
+        too far to have walked)."""
+        gap = h.first_t - last.last_t
+        if not LOST_AFTER_S <= gap <= STITCH_WINDOW_S:
+            return None
+        dist = math.dist(last.last_xy, h.first_xy)
+        if dist > STITCH_BASE_M + WALK_SPEED_M_S * gap:
+            return None
+        return dist + 0.3 * gap
+
+    def _lost_person_scored(self, h: TrackHistory) -> tuple[float, Visit, int] | None:
         best: tuple[float, Visit, int] | None = None
         for visit in self.visits.values():
             if visit.left is not None:
@@ -251,16 +271,25 @@ class VisitBook:
                 last = self.last_seen(person)
                 if last is None:
                     continue
-                gap = h.first_t - last.last_t
-                if not LOST_AFTER_S <= gap <= STITCH_WINDOW_S:
-                    continue  # still tracked (a different person), or lost too long ago
-                dist = math.dist(last.last_xy, h.first_xy)
-                if dist > STITCH_BASE_M + WALK_SPEED_M_S * max(gap, 0.0):
-                    continue
-                score = dist + 0.3 * max(gap, 0.0)
-                if best is None or score < best[0]:
+                score = self._continuation(last, h)
+                if score is not None and (best is None or score < best[0]):
                     best = (score, visit, i)
-        return (best[1], best[2]) if best else None
+        return best
+
+    def _lost_outside(self, h: TrackHistory) -> float | None:
+        """How well new track `h` continues someone lost while waiting outside the entry (a newcomer
+        the tracker missed as they crossed): the best continuation score, None if nobody fits."""
+        best: float | None = None
+        for tid, other in self.unbound.items():
+            if tid == h.track or not other.t:
+                continue
+            if self._side(self._entry, other.last_xy) == self._inside_entry or (
+                    segment_distance(other.last_xy, self._entry) > ENTRY_RADIUS_M):
+                continue
+            score = self._continuation(other, h)
+            if score is not None and (best is None or score < best):
+                best = score
+        return best
 
     def track(self, p: TrackPoint) -> None:
         """A tracker's point: remember it, bind new tracks, repair swapped ids, notice people leaving.
@@ -363,7 +392,7 @@ class VisitBook:
             pred = _predict(self.motion(tid))
             if pred is not None:
                 preds[tid] = pred
-        done: set[str] = set()
+        done = self._repair_rotations(bound + loose, preds)
         pairs = list(itertools.combinations(bound, 2)) + [(a, u) for a in bound for u in loose]
         for a, b in pairs:
             if a in done or b in done or a not in preds or b not in preds:
@@ -418,6 +447,48 @@ class VisitBook:
                 done.update((a, best[1]))
         self._follow_encounters(bound, done)
 
+    def _repair_rotations(self, tracks: list[str], preds: dict[str, tuple[float, float, float, float]]) -> set[str]:
+        """Three or more people close together (leaning in at one shelf, queueing at the gate): in
+        one frame the tracker can pass their ids round, each to the next, which no trade between
+        two explains. Each group of tracks predicted close together is checked for the way of
+        giving the frame's points to its people that fits their motion best; when that is a
+        round of three or more and fits much better than the ids as given, the ids are handed
+        round. Returns the tracks handed over."""
+        near = [t for t in tracks if t in preds]
+        done: set[str] = set()
+        placed: set[str] = set()
+        for start in near:
+            if start in placed:
+                continue
+            group = [start]
+            placed.add(start)
+            k = 0
+            while k < len(group):
+                here = preds[group[k]][:2]
+                k += 1
+                for t in near:
+                    if t not in placed and math.dist(here, preds[t][:2]) <= SWAP_NEAR_M:
+                        placed.add(t)
+                        group.append(t)
+            if not 3 <= len(group) <= ROTATION_MAX:
+                continue
+            seen = [self.memory.tracks[t].last_xy for t in group]
+
+            def cost(order: tuple[int, ...], group: list[str] = group,
+                     seen: list[tuple[float, float]] = seen) -> float:
+                return sum(math.dist(seen[i], preds[group[j]][:2]) ** 2 for i, j in enumerate(order))
+
+            keep = cost(tuple(range(len(group))))
+            best = min(itertools.permutations(range(len(group))), key=cost)
+            moved = [i for i, j in enumerate(best) if i != j]
+            if len(moved) < 3 or len({self.owner.get(group[i]) for i in moved}) < 2:
+                continue  # a trade between two is the pairwise check's
+            if keep > SWAP_MIN_COST_M2 and cost(best) < SWAP_RATIO * keep:
+                self._hand_over({group[i]: group[best[i]] for i in moved})
+                done.update(group)
+                logger.debug("repaired ids passed round %s shoppers", len(moved))
+        return done
+
     def _follow_encounters(self, bound: list[str], done: set[str]) -> None:
         """Two people walking past each other so closely that no jump shows: when they part, each
         should carry on the way they were going; if each id now carries on the other's way, the
@@ -460,13 +531,19 @@ class VisitBook:
     def _swap(self, a: str, b: str, move_b: bool = True) -> None:
         """From its newest point on, the tracker id behind `a` continues b's person and vice versa
         (`move_b` False: b's newest point is from before the swap and stays where it is)."""
+        self._hand_over({a: b, b: a}, frozenset() if move_b else frozenset((b,)))
+
+    def _hand_over(self, to: dict[str, str], unmoved: frozenset[str] = frozenset()) -> None:
+        """From its newest point on, the tracker id behind each track `src` continues the person of
+        track `to[src]` (`to` maps its tracks onto themselves); the newest points of `unmoved`
+        tracks are from before the hand-over and stay where they are."""
         ext = {v: k for k, v in self.alias.items()}
-        ext_a, ext_b = ext.get(a, a), ext.get(b, b)
         self.swaps += 1
+        owners = {src: self.owner.get(dst) for src, dst in to.items()}
         moved: dict[str, TrackPoint | None] = {}
-        for tid, move in ((a, True), (b, move_b)):
+        for tid in to:
             h = self.memory.tracks[tid]
-            if not move:
+            if tid in unmoved:
                 moved[tid] = None
                 continue
             hand = h.hand.pop()
@@ -474,7 +551,8 @@ class VisitBook:
                                     None if math.isnan(hand[0]) else hand)
             if not h.t:
                 del self.memory.tracks[tid]  # its only point was the other person's
-        for src, dst_owner, ext_id in ((a, self.owner.get(b), ext_a), (b, self.owner.get(a), ext_b)):
+        for src, dst_owner in owners.items():
+            ext_id = ext.get(src, src)
             self._serial += 1
             new = f"{ext_id}~{self._serial}"
             q = moved[src]
@@ -526,17 +604,40 @@ class VisitBook:
         elif fresh and not outside and crossed is None and self._adopt(h):
             return
         elif fresh:
-            lost = self._lost_person(h)
+            scored = self._lost_person_scored(h)
             # A track appearing just inside the entry is a newcomer for a pass still waiting for
-            # people, unless someone is still standing outside the entry: then the pass's next
-            # person is still to come, and this is someone lost right here found again.
+            # people, unless someone is still standing outside the entry (then the pass's next
+            # person is still to come), or it continues someone lost right here better than anyone
+            # lost outside the entry (a newcomer the tracker missed crossing): then it is someone
+            # lost here found again.
             newcomer = crossed is not None and bool(self._awaiting(crossed)) and not self._waiting_outside(h)
-            if lost is not None and not newcomer:
-                self._bind(h.track, lost[0], lost[1])
+            if newcomer and scored is not None:
+                outside_score = self._lost_outside(h)
+                newcomer = outside_score is not None and outside_score <= scored[0]
+            if scored is not None and not newcomer:
+                last = self.last_seen(scored[1].people[scored[2]])
+                if last is not None and h.first_t - last.last_t < STITCH_SURE_S:
+                    # lost for a frame or two: may be a missed frame of someone still here
+                    self.unbound[h.track] = h
+                    self._postponed = {k: v for k, v in self._postponed.items()
+                                       if k in self.unbound and k in self.memory.tracks}
+                    self._postponed[h.track] = crossed
+                    return
+                self._bind(h.track, scored[1], scored[2])
                 return
             self.unbound[h.track] = h
         if h.track not in self.unbound:
             return
+        if h.track in self._postponed:
+            if h.last_t - h.first_t < STITCH_SURE_S:
+                return
+            # Whoever the tracker had lost and is still not seen since this track began is who
+            # it continues; if they came back, this is someone else.
+            crossed = self._postponed.pop(h.track)
+            lost = self._lost_person(h)
+            if lost is not None:
+                self._bind(h.track, lost[0], lost[1])
+                return
         if crossed is not None:
             self.crossed[h.track] = crossed
             awaiting = self._awaiting(crossed)
