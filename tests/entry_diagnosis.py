@@ -36,12 +36,13 @@ import sys
 from collections import Counter, defaultdict
 from typing import Any
 
+from simtruth import Carriers, simulate_seen
+
 from appliance.events import GateEvent, TrackPoint
 from appliance.gate import visits as visits_mod
 from appliance.gate.floor import FloorMemory
 from appliance.gate.passes import parse_pass_unchecked
 from appliance.replay import TICK_S, merge_streams
-from appliance.sim import simulator, tracker
 from appliance.sim.live import as_recording
 
 CAPTURED: dict[str, Any] = {}
@@ -49,14 +50,6 @@ TRACKS: list[str] = []
 
 
 def _install_hooks() -> None:
-    real_render = tracker.render
-
-    def render(*args: Any, **kwargs: Any) -> tracker.TrackerOutput:
-        out = real_render(*args, **kwargs)
-        CAPTURED["seen"] = out
-        return out
-
-    simulator.tracker.render = render  # type: ignore[assignment]
     real_bind = visits_mod.VisitBook._bind
 
     def bind(self: visits_mod.VisitBook, track: str, visit: visits_mod.Visit, person: int | None = None) -> None:
@@ -116,27 +109,14 @@ def _run_book(rec: Any) -> visits_mod.VisitBook:
 
 def diagnose(scenario: str, seed: int, detail: bool, window: float) -> Counter[str]:
     CAPTURED.update(binds=[], adds=[], removed=set())
-    out = simulator.simulate(scenario, seed)
-    seen: tracker.TrackerOutput = CAPTURED["seen"]
+    out, seen = simulate_seen(scenario, seed)
     rec = as_recording(out)
     book = _run_book(rec)
     visit_of_person = {p: v["pass"] for v in out.truth["visits"] for p in v["people"]}
     people_of_visit: dict[str, list[str]] = defaultdict(list)
     for p, v in visit_of_person.items():
         people_of_visit[v].append(p)
-    by_ext: dict[str, list[tuple[float, str]]] = defaultdict(list)
-    for person, rows in seen.ids.items():
-        for t, tid in rows:
-            by_ext[tid].append((t, person))
-    for rows in by_ext.values():
-        rows.sort()
-
-    def carrier(ext: str, t: float) -> str | None:
-        rows = by_ext.get(ext, [])
-        k = bisect.bisect_left(rows, (t - 0.01, ""))
-        if k < len(rows) and abs(rows[k][0] - t) < 0.01:
-            return rows[k][1]
-        return None
+    carrier = Carriers(seen).at
 
     scans = sorted(e.t for e in rec.gate if e.kind == "entry")
     if TRACKS:

@@ -23,9 +23,10 @@ import itertools
 from collections import Counter, defaultdict
 from typing import Any
 
+from simtruth import Carriers, simulate_seen
+
 from appliance.gate import visits as visits_mod
 from appliance.replay import replay
-from appliance.sim import simulator, tracker
 from appliance.sim.live import as_recording
 
 CAPTURED: dict[str, Any] = {}
@@ -33,15 +34,6 @@ TRACE: list[str] = []
 
 
 def _install_hooks() -> None:
-    real_render = tracker.render
-
-    def render(*args: Any, **kwargs: Any) -> tracker.TrackerOutput:
-        out = real_render(*args, **kwargs)
-        CAPTURED["seen"] = out
-        return out
-
-    simulator.tracker.render = render  # type: ignore[assignment]
-
     real_init = visits_mod.VisitBook.__init__
 
     def init(self: visits_mod.VisitBook, *args: Any, **kwargs: Any) -> None:
@@ -62,16 +54,20 @@ def _install_hooks() -> None:
         memory.add = add  # type: ignore[method-assign]
 
     visits_mod.VisitBook.__init__ = init  # type: ignore[method-assign]
-    real_swap = visits_mod.VisitBook._swap
+    real_hand_over = visits_mod.VisitBook._hand_over
 
-    def swap(self: visits_mod.VisitBook, a: str, b: str, move_b: bool = True) -> None:
-        for tid, move in ((a, True), (b, move_b)):
-            if move:
+    def hand_over(self: visits_mod.VisitBook, to: dict[str, str], unmoved: frozenset[str] = frozenset()) -> None:
+        # A swap of two is a hand-over {a: b, b: a}; ids passed round three or more people are
+        # recorded as the pairs (giver, taker), each of which a true swap between them explains.
+        for tid in to:
+            if tid not in unmoved:
                 CAPTURED["removed"].add((self.memory.tracks[tid].last_t, tid))
-        CAPTURED["swaps"].append((self._frame_t, a, b, move_b))
-        real_swap(self, a, b, move_b)
+        for a, b in to.items():
+            if a < b or to.get(b) != a:
+                CAPTURED["swaps"].append((self._frame_t, a, b, b not in unmoved))
+        real_hand_over(self, to, unmoved)
 
-    visits_mod.VisitBook._swap = swap  # type: ignore[method-assign]
+    visits_mod.VisitBook._hand_over = hand_over  # type: ignore[method-assign]
 
 
 def true_swaps(ids: dict[str, list[tuple[float, str]]]) -> list[tuple[float, str, str]]:
@@ -104,30 +100,12 @@ def true_swaps(ids: dict[str, list[tuple[float, str]]]) -> list[tuple[float, str
 
 
 def diagnose(scenario: str, seed: int, detail: bool) -> dict[str, int]:
-    out = simulator.simulate(scenario, seed)
-    seen: tracker.TrackerOutput = CAPTURED["seen"]
+    out, seen = simulate_seen(scenario, seed)
     replay(as_recording(out))
     book = CAPTURED["book"]
     visit_of_person = {p: v["pass"] for v in out.truth["visits"] for p in v["people"]}
-    # which person carried ext id at time t
-    by_ext: dict[str, list[tuple[float, str]]] = defaultdict(list)
-    for person, rows in seen.ids.items():
-        for t, tid in rows:
-            by_ext[tid].append((t, person))
-    for rows in by_ext.values():
-        rows.sort()
-
-    def person_at(ext: str, t: float) -> str | None:
-        rows = by_ext.get(ext, [])
-        k = bisect.bisect_left(rows, (t - 0.01, ""))
-        if k < len(rows) and abs(rows[k][0] - t) < 0.01:
-            return rows[k][1]
-        return None
-
-    def person_before(ext: str, t: float) -> str | None:
-        rows = by_ext.get(ext, [])
-        k = bisect.bisect_left(rows, (t - 0.2, ""))
-        return rows[k - 1][1] if k > 0 else None
+    carriers = Carriers(seen)
+    person_at, person_before = carriers.at, carriers.before
 
     # the box's attribution of each person's points
     attrib: dict[str, list[tuple[float, str | None]]] = defaultdict(list)

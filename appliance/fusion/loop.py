@@ -547,9 +547,8 @@ class ShopFloor:
         timed by the block's own steps."""
         names = {c.sensor for c in block}
         extra = [c for c in weak if any(n in names for n in self.touching.get(c.sensor, ()))]
-        timed = [c for c in block if c.t_start is not None and c.t_end is not None]
-        t0 = min((c.t_start for c in timed if c.t_start is not None), default=event.t_start)
-        t1 = max((c.t_end for c in timed if c.t_end is not None), default=event.t_end)
+        t0 = min((c.t_start for c in block if c.t_start is not None), default=event.t_start)
+        t1 = max((c.t_end for c in block if c.t_end is not None), default=event.t_end)
         changes = tuple(sorted((*block, *extra), key=lambda c: c.sensor))
         return ShelfEvent(t0, max(t0, t1), changes)
 
@@ -755,7 +754,6 @@ class ShopFloor:
         logger.info("a unit already charged came back after its shopper left: refunded")
         if self.listener is not None:
             self.listener.credited_after_exit(change)
-
 
 
 def together(block: Sequence[PlateChange]) -> float:

@@ -279,7 +279,8 @@ class StepDetector:
         n_eff = max(1.0, (busy.t[j] - busy.t[a]) * INDEPENDENT_PER_S)
         significant = abs(delta) >= max(self.settings.min_step_g, SIGNIFICANT_SIGMA * noise / math.sqrt(n_eff))
         if significant:
-            self._steps.append(_PlateStep(s, busy.since, busy.t[a], delta, noise, self._act_start(busy, a, old, delta)))
+            act = self._act_start(busy, a, old, delta)
+            self._steps.append(_PlateStep(s, busy.since, busy.t[a], delta, noise, act))
             self.level[s] = new_level
         else:
             # Noise, not a change: keep the long-run level rather than jump to a short window's mean.
