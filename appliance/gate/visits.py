@@ -283,8 +283,7 @@ class VisitBook:
         for tid, other in self.unbound.items():
             if tid == h.track or not other.t:
                 continue
-            if self._side(self._entry, other.last_xy) == self._inside_entry or (
-                    segment_distance(other.last_xy, self._entry) > ENTRY_RADIUS_M):
+            if not self._near_entry(other.last_xy, inside=False):
                 continue
             score = self._continuation(other, h)
             if score is not None and (best is None or score < best):
@@ -577,18 +576,19 @@ class VisitBook:
         if len(h.t) >= 2:
             step = crosses((h.x[-2], h.y[-2]), (h.x[-1], h.y[-1]), self._entry)
             return h.t[-1] if step == self._inside_entry else None
-        inside = self._side(self._entry, h.first_xy) == self._inside_entry
-        if inside and segment_distance(h.first_xy, self._entry) <= ENTRY_RADIUS_M:
-            return h.first_t
-        return None
+        return h.first_t if self._near_entry(h.first_xy, inside=True) else None
+
+    def _near_entry(self, xy: tuple[float, float], inside: bool) -> bool:
+        """Whether `xy` is within ENTRY_RADIUS_M of the entry line, on its inner (or outer) side."""
+        return ((self._side(self._entry, xy) == self._inside_entry) == inside
+                and segment_distance(xy, self._entry) <= ENTRY_RADIUS_M)
 
     def _waiting_outside(self, h: TrackHistory) -> bool:
         """Whether another track not yet bound to anyone is standing just outside the entry now."""
         for tid, other in self.unbound.items():
             if tid == h.track or not other.t or h.first_t - other.last_t > WAITING_SEEN_S:
                 continue
-            if self._side(self._entry, other.last_xy) != self._inside_entry and (
-                    segment_distance(other.last_xy, self._entry) <= ENTRY_RADIUS_M):
+            if self._near_entry(other.last_xy, inside=False):
                 return True
         return False
 
@@ -597,8 +597,7 @@ class VisitBook:
         room; a track that starts anywhere else continues someone the tracker lost."""
         fresh = len(h.t) == 1
         crossed = self._entered_at(h)
-        outside = self._side(self._entry, h.first_xy) != self._inside_entry and (
-            segment_distance(h.first_xy, self._entry) <= ENTRY_RADIUS_M)
+        outside = self._near_entry(h.first_xy, inside=False)
         if fresh and outside:
             self.unbound[h.track] = h  # someone arriving at the gate, not anyone lost inside
         elif fresh and not outside and crossed is None and self._adopt(h):
