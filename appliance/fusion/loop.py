@@ -56,6 +56,7 @@ LOOKAHEAD_S = 0.5
 HAND_SEEN = 0.05  # a hand scoring more than this over a plate makes its person a candidate
 HAND_AT_PLATE = 0.5  # a hand scoring this is in the plate's space, not on its way there
 DURING_BEFORE_S = 0.3  # a hand may be on a plate this long before its weight starts to change
+DURING_AFTER_S = 0.2  # and still be there this long after it settled
 LOG_SPLIT = math.log(0.3)
 ACT_START_SD_S = 0.15  # how far apart the plates one act moves begin to change
 SHARP_START_S = 2.0  # a plate changing for longer than this has no sharp start
@@ -263,7 +264,7 @@ class ShopFloor:
         plates = [self.sensors[c.sensor] for c in event.changes]
         shares = plate_shares([c.delta_g for c in event.changes])
         t0, t1 = event.t_start - LOOKBACK_S, event.t_end + LOOKAHEAD_S
-        during = (event.t_start - DURING_BEFORE_S, event.t_end + 0.2)
+        during = _during(event)
         out: list[Reach] = []
         seen: set[str] = set()
         for visit in self._visits_around(event.t_start):
@@ -602,7 +603,8 @@ class ShopFloor:
         visit = next((v for v in self._visits_around(event.t_start) if v.nonce == who.visit), None)
         if visit is None or not 0 <= who.person < len(visit.people) or who.hand_point is None:
             return []
-        lo, hi = event.t_start - DURING_BEFORE_S + HAND_LATE_START_S, event.t_end + 0.2 + HAND_LATE_S
+        during = _during(event)
+        lo, hi = during[0] + HAND_LATE_START_S, during[1] + HAND_LATE_S  # as `reach_evidence` counts touching
         for tid in visit.people[who.person].tracks:
             h = self.memory.tracks.get(tid)
             if h is None:
@@ -754,6 +756,11 @@ class ShopFloor:
         logger.info("a unit already charged came back after its shopper left: refunded")
         if self.listener is not None:
             self.listener.credited_after_exit(change)
+
+
+def _during(event: ShelfEvent) -> tuple[float, float]:
+    """When a taker's hand could be on the event's plates."""
+    return event.t_start - DURING_BEFORE_S, event.t_end + DURING_AFTER_S
 
 
 def together(block: Sequence[PlateChange]) -> float:
