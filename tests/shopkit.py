@@ -69,6 +69,7 @@ class Script:
     gate: list[GateEvent] = field(default_factory=list)
     ready_at: dict[str, float] = field(default_factory=dict)
     reaches: dict[str, list[tuple[float, float, tuple[float, float, float]]]] = field(default_factory=dict)
+    dead: dict[str, float] = field(default_factory=dict)  # plate -> time from which it reports only faults
 
     @classmethod
     def shop(cls, **kw: Any) -> Script:
@@ -117,6 +118,8 @@ class Script:
                 on = (times >= a) & (times < b)
                 g[on] += extra + rng.normal(0, 40.0, on.sum())
             g += rng.normal(0, self.noise, times.size)
+            if sid in self.dead:
+                g[times >= self.dead[sid]] = np.nan
             ts.append(times)
             ss.append(np.full(times.size, i))
             gs.append(g)

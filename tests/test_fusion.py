@@ -116,6 +116,23 @@ def test_when_nobody_can_be_told_apart_the_line_waits_for_review_instead_of_bein
     assert len(held) == 1 and held[0].candidates[0] == ("cider", 1)
 
 
+def test_a_take_beside_a_plate_that_stopped_reporting_waits_for_review_instead_of_being_guessed():
+    # A 1 L bottle lies across plates 6 and 7; plate 7 reports only faults from early on, so the
+    # take shows as half a bottle on plate 6: how many left, and of what, is unknown.
+    for dead, want in (({"g1.s1.p7": T0 + 2}, {}), ({}, {"water1l": 1})):
+        s = Script.shop()
+        s.dead = dead
+        s.enter("LLLLLLLLLLLLLLLLLLLLLL", T0 + 1)
+        _shopper(s, "t1", 1.6, T0 + 1, T0 + 6, T0 + 22)
+        s.change("g1.s1.p6", T0 + 9, -520.0)
+        s.change("g1.s1.p7", T0 + 9, -520.0)
+        s.leave(T0 + 22)
+        _, charged = s.run(T0, T0 + 35)
+        assert charged == {"LLLLLLLLLLLLLLLLLLLLLL": want}
+        held = [item.reason for r in s.receipts for item in r.review]
+        assert held == (["a plate beside it is not reporting"] if dead else [])
+
+
 def test_taking_the_last_units_raises_one_low_stock_signal():
     s = Script.shop()
     for sid in ("g1.s1.p1", "g1.s1.p2"):

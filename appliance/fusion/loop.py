@@ -641,6 +641,12 @@ class ShopFloor:
     def _taken(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
         best = hyps[0]
         who = reaches[0] if reaches and reaches[0].score >= NOBODY_SCORE else None
+        if who is not None and self.steps.unmeasured_partners(event.sensors, event.t_end):
+            # Part of what left may have left that plate unweighed: how many units, of what, is unknown.
+            logger.info("a take beside a plate that is not reporting goes to review")
+            self._review(who.visit, event, "a plate beside it is not reporting", hyps, best.probability,
+                         who.confidence)
+            return
         if best.unexplained:
             if who is not None and abs(event.delta_g) >= 3 * self.config.shelves.min_step_g:
                 self._review(who.visit, event, "weight change matches no product here", hyps, best.probability,

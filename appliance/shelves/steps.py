@@ -125,6 +125,7 @@ class StepDetector:
         # noisy one's share may stay below its own threshold.
         self.partners = [[q for q in nb if shared is not None and q in shared[i]] for i, nb in
                          enumerate(self.neighbours)]
+        self._index = {sid: i for i, sid in enumerate(self.ids)}
         self._hist_t = np.full((n, HISTORY), np.nan)
         self._hist_m = np.full((n, HISTORY), np.nan)
         self._hist_c = np.zeros((n, HISTORY))
@@ -156,6 +157,13 @@ class StepDetector:
         for s in list(self._busy):
             self._settle_at_end(s)
         return self._release(final=True)
+
+    def unmeasured_partners(self, plates: Sequence[str], since: float) -> list[str]:
+        """Plates beside these that share goods with them but have not reported since `since` (dead,
+        or only faults): part of a unit lying across their seam may have moved without being weighed."""
+        mine = {self._index[p] for p in plates}
+        out = {q for p in mine for q in self.partners[p] if q not in mine and (self.lost[q] or self.last_t[q] < since)}
+        return [self.ids[q] for q in sorted(out)]
 
     # --- quiet plates, whole blocks at once -----------------------------------------------------
 
