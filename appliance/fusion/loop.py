@@ -46,7 +46,14 @@ from appliance.gate.floor import FloorMemory
 from appliance.gate.passes import PassClaims
 from appliance.gate.visits import Visit, VisitBook
 from appliance.shelves.inventory import Inventory, LowStock
-from appliance.shelves.products import Candidate, Hypothesis, Planogram, explain, place_log_likelihoods
+from appliance.shelves.products import (
+    Candidate,
+    Hypothesis,
+    Planogram,
+    explain,
+    measurement_sd,
+    place_log_likelihoods,
+)
 from appliance.shelves.steps import StepDetector, stock_partners
 
 logger = logging.getLogger(__name__)
@@ -438,7 +445,9 @@ class ShopFloor:
     def _add_foreign(self, plate: str, event: ShelfEvent, grams: float, spread: float) -> None:
         """Remember something on `plate` (and on whichever of the event's plates it weighed on) that is not stock."""
         weighed = [c.sensor for c in event.changes if abs(c.delta_g) >= max(3.0 * c.noise_g, 4.0)]
-        item = ForeignItem(grams, max(1.0, spread * grams), frozenset(weighed) | {plate})
+        # Known no better than it was weighed: a thing set down on a plate a hand was shaking is
+        # not known to the gram.
+        item = ForeignItem(grams, math.hypot(spread * grams, measurement_sd(event)), frozenset(weighed) | {plate})
         self.extras.setdefault(plate, PlateExtras()).foreign.append(item)
 
     def _misplaced_on(self, plates: Sequence[str], grams: float) -> dict[str, float]:

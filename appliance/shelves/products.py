@@ -33,6 +33,12 @@ MIN_BY_WEIGHT_G = 5.0  # a scoop lighter than this is noise, not a sale
 RELATIVE_ERROR = 0.005
 
 
+def measurement_sd(event: ShelfEvent) -> float:
+    """How well an event's change was weighed (grams): its plates' noise, of which settling over a
+    window averages much away, and a floor for what no plate reads better than."""
+    return math.sqrt(sum((0.7 * c.noise_g) ** 2 for c in event.changes) + MEASURE_FLOOR_G**2)
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     """Units of a product, or grams of a by-weight product (qty 0). `sku` may name a foreign item."""
@@ -175,8 +181,7 @@ def explain(
             cands[sku] = c
     for f in foreign:
         cands[f.sku] = f
-    meas_var = (sum((0.7 * c.noise_g) ** 2 for c in event.changes) + MEASURE_FLOOR_G**2
-                + (RELATIVE_ERROR * magnitude) ** 2)
+    meas_var = measurement_sd(event) ** 2 + (RELATIVE_ERROR * magnitude) ** 2
     significant = [c.sensor for c in event.changes if abs(c.delta_g) >= max(3.0 * c.noise_g, 4.0)]
     touch = touching or {}
 
