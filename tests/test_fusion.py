@@ -101,6 +101,27 @@ def test_a_party_on_one_pass_shares_one_cart():
     assert charged == {"IIIIIIIIIIIIIIIIIIIIII": {"cola": 1, "water1l": 1}}
 
 
+def test_a_hand_on_its_way_to_the_next_plate_does_not_count_against_the_shopper_in_front_of_this_one():
+    # M stands in front of the cider; N stands 0.4 m along and reaches back for the gum beside it,
+    # the hand passing over the cider. Both plates change at once and M's hand is never seen: N's
+    # hand is explained by N's own pick, so the cider is M's likelier line (held, not given to N).
+    s = Script.shop()
+    s.enter("MMMMMMMMMMMMMMMMMMMMMM", T0 + 1)
+    s.enter("NNNNNNNNNNNNNNNNNNNNNN", T0 + 2)
+    _shopper(s, "t1", 1.2, T0 + 1, T0 + 6, T0 + 22)
+    _shopper(s, "t2", 1.6, T0 + 2, T0 + 7, T0 + 23)
+    s.reach("t2", T0 + 10.6, T0 + 11.4, (1.22, 3.97, 1.06))
+    s.reach("t2", T0 + 11.5, T0 + 12.6, (1.31, 3.95, 1.06))
+    s.change("g1.s1.p3", T0 + 11.6, -515.0)
+    s.change("g1.s1.p4", T0 + 12.2, -32.0)
+    s.leave(T0 + 22)
+    s.leave(T0 + 23)
+    _, charged = s.run(T0, T0 + 35)
+    assert charged == {"MMMMMMMMMMMMMMMMMMMMMM": {}, "NNNNNNNNNNNNNNNNNNNNNN": {}}  # too close to call
+    held = {r.visit: [item.candidates[0][0] for item in r.review] for r in s.receipts}
+    assert held == {"MMMMMMMMMMMMMMMMMMMMMM": ["cider"], "NNNNNNNNNNNNNNNNNNNNNN": ["gum"]}
+
+
 def test_when_nobody_can_be_told_apart_the_line_waits_for_review_instead_of_being_charged():
     s = Script.shop()
     s.enter("JJJJJJJJJJJJJJJJJJJJJJ", T0 + 1)

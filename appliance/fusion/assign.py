@@ -60,6 +60,7 @@ class Reach:
     hand_point: tuple[float, float, float] | None = None
     score: float = 0.0
     confidence: float = 0.0
+    unweighed: float = 0.0  # the score without the others' hands counting against an unseen one
 
     @property
     def key(self) -> tuple[str, int]:
@@ -166,7 +167,7 @@ def weigh(reaches: Sequence[Reach]) -> list[Reach]:
             factor = HAND_SEEN_ELSEWHERE
         else:
             factor = UNSEEN_WHEN_OTHER_HAND_NEAR if someone_near else 1.0
-        out.append(Reach(r.visit, r.person, r.body, r.hand, r.hand_point, base * factor))
+        out.append(Reach(r.visit, r.person, r.body, r.hand, r.hand_point, base * factor, unweighed=base))
     return out
 
 
@@ -187,13 +188,20 @@ def assign_jointly(
     weights: list[dict[Hashable | None, float]] = [
         {**{r.key: max(r.score, 0.0) for r in rs}, None: UNSEEN_LIKELIHOOD} for rs in events
     ]
+    # A hand seen at a plate counts against the people whose hands were not seen there, unless its
+    # owner is taking from another plate at the same time (a hand on its way to the next plate).
+    near = [{r.key for r in rs if r.hand is not None and r.hand >= HAND_NEAR} for rs in events]
+    lifted = [{r.key: r.unweighed for r in rs if r.hand is None and r.unweighed > r.score} for rs in events]
     size = math.prod(len(o) for o in options)
     marg: list[dict[Hashable | None, float]] = [dict.fromkeys(o, 0.0) for o in options]
     if len(events) > 1 and size <= MAX_JOINT:
         for combo in itertools.product(*options):
             w = 1.0
             for i, who in enumerate(combo):
-                w *= weights[i][who]
+                if who in lifted[i] and all(_busy_elsewhere(k, i, combo, overlapping) for k in near[i]):
+                    w *= lifted[i][who]
+                else:
+                    w *= weights[i][who]
                 if w == 0.0:
                     break
             if w == 0.0:
@@ -224,6 +232,12 @@ def assign_jointly(
             best.append(Reach(r.visit, r.person, r.body, r.hand, r.hand_point, r.score, by_visit[r.visit]))
         out.append(best)
     return out
+
+
+def _busy_elsewhere(who: Hashable, i: int, combo: Sequence[Hashable | None],
+                    overlapping: Sequence[Sequence[bool]]) -> bool:
+    """Whether `combo` has `who` doing another event at the same time as event i."""
+    return any(combo[j] == who for j in range(len(combo)) if j != i and overlapping[i][j])
 
 
 def plate_shares(deltas: Sequence[float]) -> list[float]:
