@@ -47,3 +47,26 @@ def test_a_plate_stirred_for_seconds_before_a_take_reports_the_moment_of_the_tak
     assert pick.delta_g == pytest.approx(-515.0, abs=3.0)
     (change,) = [c for c in pick.changes if c.sensor == "g1.s1.p3"]
     assert change.t_start == pick.t_start  # each plate's own moment travels with the event
+
+
+def test_a_small_take_from_a_noisy_plate_is_found_though_no_reading_stands_out() -> None:
+    """A 31 g cable leaves a plate whose readings scatter by 14 g: no single reading is far enough off
+    to make the plate busy, and its level would drift to the new weight unnoticed. The level parting
+    from the plate's slowly moving anchor gives it away; the change is timed from the readings."""
+    s = Script.shop()
+    s.noise = 14.0
+    s.change("g1.s1.p5", T0 + 30.0, -31.0, press=None)
+    events = s.shelf_events(60)
+    (take,) = events
+    assert [c.sensor for c in take.changes] == ["g1.s1.p5"]
+    assert take.delta_g == pytest.approx(-31.0, abs=8.0)
+    assert T0 + 28.5 <= take.t_start <= T0 + 30.5, take.t_start - T0
+
+
+def test_noisy_drifting_plates_left_alone_report_nothing() -> None:
+    # Eight plates scattering by 14 g for five minutes, one of them drifting 100 g an hour.
+    s = Script.shop()
+    s.noise = 14.0
+    for k in range(1, 300):
+        s.set_level("g1.s1.p2", T0 + k, 1500.0 + k * 100.0 / 3600.0)
+    assert s.shelf_events(300) == []

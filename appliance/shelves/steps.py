@@ -6,7 +6,9 @@ check runs on whole blocks of readings from all plates at once with numpy, which
 store of 850 plates at 60 Hz cheap. A plate whose readings leave the level becomes busy and is
 followed sample by sample until its readings hold still for `settle_s`; the settled level minus the
 old one is the plate's change. A hand that rests and lifts leaves no change; a pick leaves a
-negative one. Plate changes that overlap in time on neighbouring plates of one shelf are grouped
+negative one. A change too small for any reading to stand out from a noisy plate's scatter is
+caught by the level parting from an anchor that follows only slow drift, and timed from the
+plate's recent block means. Plate changes that overlap in time on neighbouring plates of one shelf are grouped
 into one `ShelfEvent` (a product spans plates; a unit can straddle two), and deciding what they
 mean is left to product inference and fusion.
 """
@@ -42,10 +44,19 @@ SIGNIFICANT_SIGMA = 4.0
 NUDGE = 0.2
 HISTORY = 64
 PARTNER_MIN_G = 0.5
+QUIET_AFTER_S = 0.1  # a partner plate's level after a change is read from this long after it
 STIRRED_KEPT = 4
 MEDIAN_OF = 7  # readings in the running median that finds when a change began
 NEAR_OLD_SHARE = 0.25  # readings within this share of the change from the old level have not left it
 ACT_LEAD_S = 0.5  # a hand holds an item about this long before its weight leaves the plate
+# A small change on a noisy plate never takes a reading far enough off the level to make the plate
+# busy, and the level would follow it as if it were drift. The level is therefore also compared with
+# an anchor that follows only real drift; when they part by more than the level's own error allows,
+# the plate's recent block means are searched for the moment it changed.
+ANCHOR_TAU_S = 60.0
+SLOW_STEP_MIN_G = 8.0  # never below this: a plate creeps a few grams after a heavy load
+SLOW_SPLIT_MIN_S = 1.0  # readings needed on each side of the change
+SLOW_RECHECK_S = 1.0
 
 
 @dataclass(slots=True)
@@ -115,6 +126,9 @@ class StepDetector:
         self.ids = [s.id for s in sensors]
         self.settings = settings
         self.level: FloatArray = np.full(n, np.nan)
+        self.anchor: FloatArray = np.full(n, np.nan)
+        self._counted_to = np.full(n, -np.inf)  # readings up to here are in a change already reported
+        self._slow_checked = np.full(n, -np.inf)
         self.noise: FloatArray = np.full(n, INITIAL_NOISE_G)
         self.last_t: FloatArray = np.full(n, -np.inf)
         self.first_t: FloatArray = np.full(n, np.nan)
@@ -223,10 +237,60 @@ class StepDetector:
             self.level[qids] = level[q] + a_level * (means[q] - level[q])
             rms = np.clip(np.sqrt(ms), NOISE_FLOOR_G, NOISE_CEIL_G)
             self.noise[qids] = np.sqrt((1 - a_noise) * self.noise[qids] ** 2 + a_noise * rms**2)
+            anchor = np.where(warming[q] | np.isnan(self.anchor[qids]), self.level[qids], self.anchor[qids])
+            self.anchor[qids] = anchor + (1.0 - np.exp(-span / ANCHOR_TAU_S)) * (self.level[qids] - anchor)
+            # The level averages about 2 * LEVEL_TAU_S seconds of readings, a few of them independent per second.
+            level_error = self.noise[qids] / math.sqrt(2.0 * LEVEL_TAU_S * INDEPENDENT_PER_S)
+            parted = np.abs(self.level[qids] - self.anchor[qids]) > np.maximum(
+                SLOW_STEP_MIN_G, SIGNIFICANT_SIGMA * level_error)
+            for s in qids[parted & ~warming[q]]:
+                self._slow_step(int(s))
         for k in np.flatnonzero(~quiet):
             s = int(ids[k])
             a, b = starts[k], ends[k]
             self._follow(s, t[a:b], grams[a:b])
+
+    def _slow_step(self, s: int) -> None:
+        """The level parted from the anchor: find when in the recent block means the plate changed
+        (the split that best separates them) and report it as a step if it is significant."""
+        if self._now - self._slow_checked[s] < SLOW_RECHECK_S:
+            return
+        self._slow_checked[s] = self._now
+        order = np.argsort(self._hist_t[s])
+        t, m, c = self._hist_t[s][order], self._hist_m[s][order], self._hist_c[s][order]
+        ok = np.isfinite(t) & (t > self._counted_to[s])
+        for since, still in self._stirred[s]:
+            ok &= (t < since) | (t > still)  # a hand on the plate is not its level
+        t, m, c = t[ok], m[ok], c[ok]
+        if t.size < 4:
+            return
+        w = np.cumsum(c)
+        wm = np.cumsum(c * m)
+        total_w, total_wm = float(w[-1]), float(wm[-1])
+        best: tuple[float, int] | None = None
+        for k in range(1, t.size):
+            if t[k - 1] - t[0] < SLOW_SPLIT_MIN_S or t[-1] - t[k] < SLOW_SPLIT_MIN_S:
+                continue
+            nb, na = float(w[k - 1]), total_w - float(w[k - 1])
+            diff = (total_wm - float(wm[k - 1])) / na - float(wm[k - 1]) / nb
+            stat = abs(diff) * math.sqrt(nb * na / (nb + na))
+            if best is None or stat > best[0]:
+                best = (stat, k)
+        if best is None:
+            return
+        k = best[1]
+        before = float(wm[k - 1] / w[k - 1])
+        after = float((total_wm - wm[k - 1]) / (total_w - w[k - 1]))
+        delta = after - before
+        noise = float(self.noise[s])
+        n_eff = max(1.0, min(t[k - 1] - t[0], t[-1] - t[k]) * INDEPENDENT_PER_S)
+        if abs(delta) < max(SLOW_STEP_MIN_G, SIGNIFICANT_SIGMA * noise / math.sqrt(n_eff)):
+            return
+        moment = float((t[k - 1] + t[k]) / 2)
+        self._steps.append(_PlateStep(s, moment - ACT_LEAD_S, moment, delta, noise, moment - ACT_LEAD_S))
+        self.level[s] = self.anchor[s] = after
+        self._counted_to[s] = moment
+        logger.debug("slow change of %.1f g on %s", delta, self.ids[s])
 
     # --- busy plates, sample by sample --------------------------------------------------------------
 
@@ -289,7 +353,8 @@ class StepDetector:
         if significant:
             act = self._act_start(busy, a, old, delta)
             self._steps.append(_PlateStep(s, busy.since, busy.t[a], delta, noise, act))
-            self.level[s] = new_level
+            self.level[s] = self.anchor[s] = new_level
+            self._counted_to[s] = busy.t[a]
         else:
             # Noise, not a change: keep the long-run level rather than jump to a short window's mean.
             self.level[s] = old + NUDGE * delta
@@ -374,9 +439,9 @@ class StepDetector:
         out.sort(key=lambda e: (e.t_end, e.t_start))
         return out
 
-    def _quiet_change(self, s: int, t0: float, t1: float) -> tuple[float, float] | None:
+    def _quiet_change(self, s: int, t0: float, t1: float) -> tuple[float, float, float] | None:
         """How far a plate that stayed below its own thresholds moved across [t0, t1], from its recent
-        block means: (change, seconds of readings behind it), or None without enough of them. Readings
+        block means: (change, seconds of readings behind it, level after), or None without enough of them. Readings
         taken while the plate was busy do not count as before: a hand that rested on it a moment
         earlier is not part of its level."""
         t, m, c = self._hist_t[s], self._hist_m[s], self._hist_c[s]
@@ -384,13 +449,13 @@ class StepDetector:
         for since, still in self._stirred[s]:
             if still < t0:
                 before &= (t < since - 0.2) | (t > still)
-        after = (t > t1 + 0.1) & (t <= t1 + 2.0)
+        after = (t > t1 + QUIET_AFTER_S) & (t <= t1 + 2.0)
         if before.sum() < 2 or after.sum() < 2:
             return None
         mb = float(np.average(m[before], weights=c[before]))
         ma = float(np.average(m[after], weights=c[after]))
         span = float(np.ptp(t[before]) + np.ptp(t[after])) + 0.5
-        return ma - mb, span
+        return ma - mb, span, ma
 
     def _event(self, members: list[_PlateStep]) -> ShelfEvent:
         by_plate: dict[int, list[_PlateStep]] = {}
@@ -414,10 +479,14 @@ class StepDetector:
                 moved = self._quiet_change(q, t_start, t_end)
                 if moved is None:
                     continue
-                delta, span = moved
+                delta, span, after = moved
                 # Unbiased even when small: leaving a share of the unit out would bias the weight low.
                 noise = float(self.noise[q]) / math.sqrt(max(1.0, span * INDEPENDENT_PER_S))
                 if abs(delta) >= PARTNER_MIN_G:
                     changes.append(PlateChange(self.ids[q], delta, noise))
+                    # counted here: the partner's level moving to it is not a change of its own
+                    if self._counted_to[q] < t_end:  # (unless a later change of its own set it since)
+                        self.anchor[q] = after
+                        self._counted_to[q] = t_end + QUIET_AFTER_S
         changes.sort(key=lambda c: c.sensor)
         return ShelfEvent(t_start, t_end, tuple(changes))
