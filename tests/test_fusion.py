@@ -64,6 +64,22 @@ def test_putting_an_item_back_on_the_wrong_shelf_credits_the_cart_and_flags_rest
     assert [(a.sensor, a.sku, a.qty) for a in floor.restock] == [("g1.s1.p5", "cola", 1)]
 
 
+def test_a_palm_that_weighs_like_three_packs_the_cart_holds_one_of_is_not_three_returned_and_retaken():
+    # The shopper holds one gum. A steady palm on an empty plate weighs what three packs would; when
+    # it lifts, three packs "leave" that plate. Only one pack could have been set down by anyone the
+    # box knows of, so at most that one comes and goes: the receipt still says one gum, not three.
+    s = Script.shop()
+    s.enter("OOOOOOOOOOOOOOOOOOOOOO", T0 + 1)
+    s.walk("t1", [(T0 + 1, 1.0, 0.3), (T0 + 6, 1.3, 3.45), (T0 + 12, 1.3, 3.45), (T0 + 13, 1.75, 3.45),
+                  (T0 + 22, 1.75, 3.45), (T0 + 26, 2.5, 0.2), (T0 + 27, 2.5, -0.5)])
+    s.change("g1.s1.p4", T0 + 9, -32.0)
+    s.set_level("g1.s1.p8", T0 + 15, 1500.0 + 96.5)
+    s.set_level("g1.s1.p8", T0 + 19, 1500.0)
+    s.leave(T0 + 26)
+    _, charged = s.run(T0, T0 + 35)
+    assert charged == {"OOOOOOOOOOOOOOOOOOOOOO": {"gum": 1}}
+
+
 def test_an_item_put_down_that_no_cart_holds_is_charged_to_nobody():
     s = Script.shop()
     s.enter("FFFFFFFFFFFFFFFFFFFFFF", T0 + 1)

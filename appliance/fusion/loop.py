@@ -79,7 +79,6 @@ FOREIGN_SPREAD = 0.04
 FOREIGN_WEIGHED_SPREAD = 0.005  # a plate's gain error: about half a percent
 LOOSE_RETURN_SLACK_G = 5.0  # with the plates' error, a return of loose goods may weigh a little more than
 LOOSE_RETURN_SLACK = 0.01  # the scoop did: about a gram of noise and half a percent of gain each time
-LOG_NOBODY_HOLDS = math.log(0.05)
 REACH_S = 0.5  # a hand needs about this long to get to a shelf and back: no one does two at once
 
 
@@ -450,9 +449,10 @@ class ShopFloor:
         item = ForeignItem(grams, math.hypot(spread * grams, measurement_sd(event)), frozenset(weighed) | {plate})
         self.extras.setdefault(plate, PlateExtras()).foreign.append(item)
 
-    def _misplaced_on(self, plates: Sequence[str], grams: float) -> dict[str, float]:
-        """Products set down here that are not stocked here; a bag of loose goods only for its own weight."""
-        extra: dict[str, float] = {}
+    def _misplaced_on(self, plates: Sequence[str], grams: float) -> dict[str, int]:
+        """Products set down here that are not stocked here, with how many; a bag of loose goods only
+        for its own weight."""
+        out: dict[str, int] = {}
         for sid in plates:
             ex = self.extras.get(sid)
             if ex is not None:
@@ -462,15 +462,22 @@ class ShopFloor:
                             same_bag(grams, bag) for bag in ex.bags.get(sku, ())):
                         continue
                     if n > 0:
-                        extra[sku] = 0.0
-        return extra
+                        out[sku] = out.get(sku, 0) + n
+        return out
 
     def _explain(self, event: ShelfEvent, reaches: Sequence[Reach]) -> list[Hypothesis]:
         plates = [c.sensor for c in event.changes]
+        units: dict[str, int] | None = None
         if event.delta_g < 0:
-            extra = self._misplaced_on(plates, abs(event.delta_g))
+            misplaced = self._misplaced_on(plates, abs(event.delta_g))
+            extra = dict.fromkeys(misplaced, 0.0)
+            stocked = set(self.planogram.stocked(plates))
+            # Of a product not stocked here, no more can be taken than was set down here.
+            units = {sku: n for sku, n in misplaced.items() if sku not in stocked}
         else:
             extra = {}
+            units = {}
+            counted: set[str] = set()
             for r in reaches:
                 if r.score < NOBODY_SCORE:
                     continue
@@ -482,13 +489,17 @@ class ShopFloor:
                     if not self._could_return(cart, sku, event):
                         continue
                     extra[sku] = max(extra.get(sku, -math.inf), prior)
+                    if r.visit not in counted:
+                        units[sku] = units.get(sku, 0) + cart.holds(sku)
+                counted.add(r.visit)
             # Something stocked here that no cart holds can only be set down by someone the box
             # lost track of: a lookalike that some cart does hold explains the change better.
             held = self._held_anywhere()
             for sku in self.planogram.stocked(plates):
                 if sku not in extra and sku not in held:
-                    extra[sku] = LOG_NOBODY_HOLDS
-        return explain(event, self.planogram, extra, self._foreign_on(plates), self.touching)
+                    extra[sku] = 0.0
+                    units[sku] = 0  # every unit of it is one nobody holds
+        return explain(event, self.planogram, extra, self._foreign_on(plates), self.touching, units)
 
     def _held_anywhere(self) -> set[str]:
         """Products some cart holds: of the shoppers inside, or of those who left within the refund window."""
@@ -723,6 +734,10 @@ class ShopFloor:
             cart = self.carts.get(holder.visit) or self.closed_carts[holder.visit][0]
             qty = min(item.qty, cart.holds(item.sku)) if item.qty else 0
             grams = -min(item.grams, cart.grams.get(item.sku, 0.0)) if item.grams else 0.0
+            if item.qty > qty:
+                # Units beyond what the cart held: nobody's, but the plate carries their weight now.
+                unit_g = self.planogram.products[item.sku].unit_g or 0.0
+                self._add_foreign(main_plate, event, (item.qty - qty) * unit_g, FOREIGN_WEIGHED_SPREAD)
             if qty == 0 and grams == 0:
                 continue
             change = CartChange(holder.visit, item.sku, -qty, grams,

@@ -12,6 +12,7 @@ else it knows: where the hand was, and which products the nearby carts hold.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ LOG_NOT_STOCKED_HERE = math.log(0.15)
 LOG_PLATE_UNEXPLAINED = math.log(0.002)
 LOG_PLATE_TOUCHING = math.log(0.01)
 LOG_UNEXPLAINED = math.log(0.02) - math.log(5000.0)
+# Stock set down that no cart holds: only someone the box lost track of could have had it.
+LOG_UNIT_NOBODY_HOLDS = math.log(0.05)
 LOG_BY_WEIGHT_DENSITY = -math.log(3000.0)
 MEASURE_FLOOR_G = 1.0
 MIN_BY_WEIGHT_G = 5.0  # a scoop lighter than this is noise, not a sale
@@ -72,6 +75,7 @@ class Candidate:
     by_weight: bool
     plates: frozenset[str]
     log_prior: float = 0.0
+    available: int | None = None  # units that can be involved without someone the box lost (None: any)
 
 
 class Planogram:
@@ -149,12 +153,18 @@ def _gauss(residual: float, var: float) -> float:
     return -0.5 * residual * residual / var - 0.5 * math.log(2 * math.pi * var)
 
 
+def _beyond_available(c: Candidate, n: int) -> float:
+    """Log prior of `n` units of `c` being involved when only `c.available` can be."""
+    return 0.0 if c.available is None else max(0, n - c.available) * LOG_UNIT_NOBODY_HOLDS
+
+
 def explain(
     event: ShelfEvent,
     planogram: Planogram,
     extra: Mapping[str, float] | None = None,
     foreign: Sequence[Candidate] = (),
     touching: Mapping[str, Sequence[str]] | None = None,
+    available: Mapping[str, int] | None = None,
 ) -> list[Hypothesis]:
     """Hypotheses for one shelf event, best first, with posteriors that sum to 1.
 
@@ -165,6 +175,9 @@ def explain(
             products the nearby carts hold, which may be returned anywhere).
         foreign: items known to sit on these plates that are not stock (put down earlier).
         touching: plate id -> neighbouring plate ids, for units straddling two plates.
+        available: how many units of a product can be involved: for a put-down, what the carts that
+            could return it hold; for a take of a product not stocked here, what was set down here.
+            Every unit beyond is one only someone the box lost track of could have had.
     """
     plates = [c.sensor for c in event.changes]
     magnitude = abs(event.delta_g)
@@ -178,6 +191,8 @@ def explain(
             if not here:
                 # A unit from a cart can be set down anywhere: it stands on whatever plates changed.
                 c = Candidate(c.sku, c.unit_g, c.unit_sd_g, c.by_weight, frozenset(plates), c.log_prior)
+            if available is not None and sku in available:
+                c = dataclasses.replace(c, available=available[sku])
             cands[sku] = c
     for f in foreign:
         cands[f.sku] = f
@@ -213,7 +228,8 @@ def explain(
                 continue
             resid = magnitude - n * c.unit_g
             var = n * c.unit_sd_g**2 + meas_var
-            ll = _gauss(resid, var) + (n - 1) * LOG_EXTRA_UNIT + c.log_prior + plate_penalty([c.sku])
+            ll = (_gauss(resid, var) + (n - 1) * LOG_EXTRA_UNIT + c.log_prior + _beyond_available(c, n)
+                  + plate_penalty([c.sku]))
             hyps.append(Hypothesis((Item(c.sku, n),), ll, residual_g=resid))
     for i, a in enumerate(units):
         for b in units[i + 1 :]:
@@ -227,7 +243,8 @@ def explain(
                 resid = rest - nb * b.unit_g
                 var = na * a.unit_sd_g**2 + nb * b.unit_sd_g**2 + meas_var
                 ll = (_gauss(resid, var) + (na + nb - 1) * LOG_EXTRA_UNIT + LOG_EXTRA_PRODUCT
-                      + a.log_prior + b.log_prior + plate_penalty([a.sku, b.sku]))
+                      + a.log_prior + b.log_prior + _beyond_available(a, na) + _beyond_available(b, nb)
+                      + plate_penalty([a.sku, b.sku]))
                 hyps.append(Hypothesis((Item(a.sku, na), Item(b.sku, nb)), ll, residual_g=resid))
     for c in cands.values():
         if c.by_weight and magnitude >= MIN_BY_WEIGHT_G:
