@@ -283,8 +283,10 @@ class StepDetector:
         after = float((total_wm - wm[k - 1]) / (total_w - w[k - 1]))
         delta = after - before
         noise = float(self.noise[s])
-        n_eff = max(1.0, min(t[k - 1] - t[0], t[-1] - t[k]) * INDEPENDENT_PER_S)
-        if abs(delta) < max(SLOW_STEP_MIN_G, SIGNIFICANT_SIGMA * noise / math.sqrt(n_eff)):
+        # the error of a difference of two means, each of a few independent readings per second
+        n_before = max(1.0, (t[k - 1] - t[0]) * INDEPENDENT_PER_S)
+        n_after = max(1.0, (t[-1] - t[k]) * INDEPENDENT_PER_S)
+        if abs(delta) < max(SLOW_STEP_MIN_G, SIGNIFICANT_SIGMA * noise * math.sqrt(1 / n_before + 1 / n_after)):
             return
         moment = float((t[k - 1] + t[k]) / 2)
         self._steps.append(_PlateStep(s, moment - ACT_LEAD_S, moment, delta, noise, moment - ACT_LEAD_S))
