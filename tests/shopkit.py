@@ -70,6 +70,7 @@ class Script:
     ready_at: dict[str, float] = field(default_factory=dict)
     reaches: dict[str, list[tuple[float, float, tuple[float, float, float]]]] = field(default_factory=dict)
     dead: dict[str, float] = field(default_factory=dict)  # plate -> time from which it reports only faults
+    plate_noise: dict[str, float] = field(default_factory=dict)  # plate -> its own scatter (else `noise`)
 
     @classmethod
     def shop(cls, **kw: Any) -> Script:
@@ -117,7 +118,7 @@ class Script:
             for a, b, extra in self.hands.get(sid, []):
                 on = (times >= a) & (times < b)
                 g[on] += extra + rng.normal(0, 40.0, on.sum())
-            g += rng.normal(0, self.noise, times.size)
+            g += rng.normal(0, self.plate_noise.get(sid, self.noise), times.size)
             if sid in self.dead:
                 g[times >= self.dead[sid]] = np.nan
             ts.append(times)

@@ -70,3 +70,18 @@ def test_noisy_drifting_plates_left_alone_report_nothing() -> None:
     for k in range(1, 300):
         s.set_level("g1.s1.p2", T0 + k, 1500.0 + k * 100.0 / 3600.0)
     assert s.shelf_events(300) == []
+
+
+def test_a_noisy_partner_plate_moving_against_a_take_is_not_counted_in_it() -> None:
+    """Cola stands across p1 and p2; p2 scatters by 12 g. A bottle leaves p1 alone: p2's level
+    across the take moves only by its scatter, and when that is upwards (a take cannot put weight on
+    the plate beside it) it must not make the bottle look lighter than it is."""
+    for seed in range(1, 11):
+        s = Script.shop()
+        s.seed = seed
+        s.plate_noise = {"g1.s1.p2": 12.0}
+        s.change("g1.s1.p1", T0 + 10.0, -521.0, press=None)
+        (take,) = s.shelf_events(20, partners=True)
+        for c in take.changes:
+            if c.sensor == "g1.s1.p2":
+                assert c.delta_g < 0 or abs(c.delta_g) >= 4.0 * c.noise_g, (seed, c)

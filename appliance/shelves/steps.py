@@ -474,6 +474,7 @@ class StepDetector:
         t_end = max(m.t_end for m in timed)
         changes = [PlateChange(self.ids[p], net[p], max(m.noise_g for m in ms), min(m.t_act for m in ms),
                                max(m.t_end for m in ms)) for p, ms in sorted(by_plate.items())]
+        total = sum(net.values())
         for p in sorted(by_plate):
             for q in self.partners[p]:
                 if q in by_plate or q in self._busy or any(c.sensor == self.ids[q] for c in changes):
@@ -484,7 +485,10 @@ class StepDetector:
                 delta, span, after = moved
                 # Unbiased even when small: leaving a share of the unit out would bias the weight low.
                 noise = float(self.noise[q]) / math.sqrt(max(1.0, span * INDEPENDENT_PER_S))
-                if abs(delta) >= PARTNER_MIN_G:
+                # A unit across the seam moves both plates the same way: a partner moving against
+                # the change is its scatter, unless it stands out.
+                along = delta * total > 0 or abs(delta) >= SIGNIFICANT_SIGMA * noise
+                if abs(delta) >= PARTNER_MIN_G and along:
                     changes.append(PlateChange(self.ids[q], delta, noise))
                     # counted here: the partner's level moving to it is not a change of its own
                     if self._counted_to[q] < t_end:  # (unless a later change of its own set it since)
