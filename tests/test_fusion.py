@@ -11,6 +11,15 @@ def _shopper(s: Script, track: str, x: float, t_in: float, t_at: float, t_out: f
                    (t_out + 1, 2.5, -0.5)])
 
 
+def _shoppers(s: Script, *people: tuple[str, float, float, float]) -> None:
+    """Shoppers on passes of their own, each (nonce, x, t_in, t_out): in at T0 + t_in, standing in
+    front of x from 5 s later, out at T0 + t_out; tracks t1, t2, ..."""
+    for k, (nonce, x, t_in, t_out) in enumerate(people, start=1):
+        s.enter(nonce, T0 + t_in)
+        _shopper(s, f"t{k}", x, T0 + t_in, T0 + t_in + 5, T0 + t_out)
+        s.leave(T0 + t_out)
+
+
 def test_a_single_shopper_taking_one_bottle_is_charged_exactly_that():
     s = Script.shop()
     s.enter("AAAAAAAAAAAAAAAAAAAAAA", T0 + 1)
@@ -91,15 +100,10 @@ def test_an_item_put_down_that_no_cart_holds_is_charged_to_nobody():
     assert charged == {"FFFFFFFFFFFFFFFFFFFFFF": {}}
 
 
-def test_of_two_shoppers_at_one_gondola_the_one_in_front_of_the_plate_is_charged():
+def test_of_shoppers_at_one_gondola_the_one_in_front_of_the_plate_is_charged():
     s = Script.shop()
-    s.enter("GGGGGGGGGGGGGGGGGGGGGG", T0 + 1)
-    s.enter("HHHHHHHHHHHHHHHHHHHHHH", T0 + 3)
-    _shopper(s, "t1", 0.9, T0 + 1, T0 + 6, T0 + 22)
-    _shopper(s, "t2", 1.6, T0 + 3, T0 + 8, T0 + 24)
+    _shoppers(s, ("GGGGGGGGGGGGGGGGGGGGGG", 0.9, 1, 22), ("HHHHHHHHHHHHHHHHHHHHHH", 1.6, 3, 24))
     s.change("g1.s1.p7", T0 + 12, -1040.0)
-    s.leave(T0 + 22)
-    s.leave(T0 + 24)
     _, charged = s.run(T0, T0 + 35)
     assert charged == {"GGGGGGGGGGGGGGGGGGGGGG": {}, "HHHHHHHHHHHHHHHHHHHHHH": {"water1l": 1}}
 
@@ -122,16 +126,11 @@ def test_a_hand_on_its_way_to_the_next_plate_does_not_count_against_the_shopper_
     # the hand passing over the cider. Both plates change at once and M's hand is never seen: N's
     # hand is explained by N's own pick, so the cider is M's likelier line (held, not given to N).
     s = Script.shop()
-    s.enter("MMMMMMMMMMMMMMMMMMMMMM", T0 + 1)
-    s.enter("NNNNNNNNNNNNNNNNNNNNNN", T0 + 2)
-    _shopper(s, "t1", 1.2, T0 + 1, T0 + 6, T0 + 22)
-    _shopper(s, "t2", 1.6, T0 + 2, T0 + 7, T0 + 23)
+    _shoppers(s, ("MMMMMMMMMMMMMMMMMMMMMM", 1.2, 1, 22), ("NNNNNNNNNNNNNNNNNNNNNN", 1.6, 2, 23))
     s.reach("t2", T0 + 10.6, T0 + 11.4, (1.22, 3.97, 1.06))
     s.reach("t2", T0 + 11.5, T0 + 12.6, (1.31, 3.95, 1.06))
     s.change("g1.s1.p3", T0 + 11.6, -515.0)
     s.change("g1.s1.p4", T0 + 12.2, -32.0)
-    s.leave(T0 + 22)
-    s.leave(T0 + 23)
     _, charged = s.run(T0, T0 + 35)
     assert charged == {"MMMMMMMMMMMMMMMMMMMMMM": {}, "NNNNNNNNNNNNNNNNNNNNNN": {}}  # too close to call
     held = {r.visit: [item.candidates[0][0] for item in r.review] for r in s.receipts}
@@ -140,13 +139,9 @@ def test_a_hand_on_its_way_to_the_next_plate_does_not_count_against_the_shopper_
 
 def test_when_nobody_can_be_told_apart_the_line_waits_for_review_instead_of_being_charged():
     s = Script.shop()
-    s.enter("JJJJJJJJJJJJJJJJJJJJJJ", T0 + 1)
-    s.enter("KKKKKKKKKKKKKKKKKKKKKK", T0 + 2)
-    _shopper(s, "t1", 1.25, T0 + 1, T0 + 6, T0 + 22)
-    _shopper(s, "t2", 1.25, T0 + 2, T0 + 7, T0 + 23)  # both right in front of the same plate
+    # both right in front of the same plate
+    _shoppers(s, ("JJJJJJJJJJJJJJJJJJJJJJ", 1.25, 1, 22), ("KKKKKKKKKKKKKKKKKKKKKK", 1.25, 2, 23))
     s.change("g1.s1.p3", T0 + 12, -515.0)
-    s.leave(T0 + 22)
-    s.leave(T0 + 23)
     _floor, charged = s.run(T0, T0 + 35)
     assert charged == {"JJJJJJJJJJJJJJJJJJJJJJ": {}, "KKKKKKKKKKKKKKKKKKKKKK": {}}
     held = [item for r in s.receipts for item in r.review]
@@ -159,11 +154,9 @@ def test_a_take_beside_a_plate_that_stopped_reporting_waits_for_review_instead_o
     for dead, want in (({"g1.s1.p7": T0 + 2}, {}), ({}, {"water1l": 1})):
         s = Script.shop()
         s.dead = dead
-        s.enter("LLLLLLLLLLLLLLLLLLLLLL", T0 + 1)
-        _shopper(s, "t1", 1.6, T0 + 1, T0 + 6, T0 + 22)
+        _shoppers(s, ("LLLLLLLLLLLLLLLLLLLLLL", 1.6, 1, 22))
         s.change("g1.s1.p6", T0 + 9, -520.0)
         s.change("g1.s1.p7", T0 + 9, -520.0)
-        s.leave(T0 + 22)
         _, charged = s.run(T0, T0 + 35)
         assert charged == {"LLLLLLLLLLLLLLLLLLLLLL": want}
         held = [item.reason for r in s.receipts for item in r.review]
@@ -174,11 +167,9 @@ def test_taking_the_last_units_raises_one_low_stock_signal():
     s = Script.shop()
     for sid in ("g1.s1.p1", "g1.s1.p2"):
         s.set_level(sid, 0.0, 500.0 + 1.5 * 521.0)  # three colas over two plates (tare 500 g each)
-    s.enter("LLLLLLLLLLLLLLLLLLLLLL", T0 + 1)
-    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 25)
+    _shoppers(s, ("LLLLLLLLLLLLLLLLLLLLLL", 1.05, 1, 25))
     s.change("g1.s1.p1", T0 + 9, -521.0)
     s.change("g1.s1.p1", T0 + 14, -521.0)
-    s.leave(T0 + 25)
     floor, charged = s.run(T0, T0 + 35)
     assert charged == {"LLLLLLLLLLLLLLLLLLLLLL": {"cola": 2}}
     assert [(a.sku, a.units) for a in floor.low_stock] == [("cola", 2)]
