@@ -12,10 +12,9 @@ else it knows: where the hand was, and which products the nearby carts hold.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from appliance.config import Product, Sensor, StoreConfig
 from appliance.events import ShelfEvent
@@ -192,7 +191,7 @@ def explain(
                 # A unit from a cart can be set down anywhere: it stands on whatever plates changed.
                 c = Candidate(c.sku, c.unit_g, c.unit_sd_g, c.by_weight, frozenset(plates), c.log_prior)
             if available is not None and sku in available:
-                c = dataclasses.replace(c, available=available[sku])
+                c = replace(c, available=available[sku])
             cands[sku] = c
     for f in foreign:
         cands[f.sku] = f

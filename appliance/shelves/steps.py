@@ -8,9 +8,9 @@ followed sample by sample until its readings hold still for `settle_s`; the sett
 old one is the plate's change. A hand that rests and lifts leaves no change; a pick leaves a
 negative one. A change too small for any reading to stand out from a noisy plate's scatter is
 caught by the level parting from an anchor that follows only slow drift, and timed from the
-plate's recent block means. Plate changes that overlap in time on neighbouring plates of one shelf are grouped
-into one `ShelfEvent` (a product spans plates; a unit can straddle two), and deciding what they
-mean is left to product inference and fusion.
+plate's recent block means. Plate changes that overlap in time on neighbouring plates of one
+shelf are grouped into one `ShelfEvent` (a product spans plates; a unit can straddle two), and
+deciding what they mean is left to product inference and fusion.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ ACT_LEAD_S = 0.5  # a hand holds an item about this long before its weight leave
 ANCHOR_TAU_S = 60.0
 SLOW_STEP_MIN_G = 8.0  # never below this: a plate creeps a few grams after a heavy load
 SLOW_SPLIT_MIN_S = 1.0  # readings needed on each side of the change
-SLOW_RECHECK_S = 1.0
+SLOW_RECHECK_S = 1.0  # a plate whose level and anchor stay apart is searched again this often
 
 
 @dataclass(slots=True)
@@ -239,7 +239,7 @@ class StepDetector:
             self.noise[qids] = np.sqrt((1 - a_noise) * self.noise[qids] ** 2 + a_noise * rms**2)
             anchor = np.where(warming[q] | np.isnan(self.anchor[qids]), self.level[qids], self.anchor[qids])
             self.anchor[qids] = anchor + (1.0 - np.exp(-span / ANCHOR_TAU_S)) * (self.level[qids] - anchor)
-            # The level averages about 2 * LEVEL_TAU_S seconds of readings, a few of them independent per second.
+            # The level averages about 2 * LEVEL_TAU_S seconds of readings, a few independent per second.
             level_error = self.noise[qids] / math.sqrt(2.0 * LEVEL_TAU_S * INDEPENDENT_PER_S)
             parted = np.abs(self.level[qids] - self.anchor[qids]) > np.maximum(
                 SLOW_STEP_MIN_G, SIGNIFICANT_SIGMA * level_error)
@@ -443,9 +443,9 @@ class StepDetector:
 
     def _quiet_change(self, s: int, t0: float, t1: float) -> tuple[float, float, float] | None:
         """How far a plate that stayed below its own thresholds moved across [t0, t1], from its recent
-        block means: (change, seconds of readings behind it, level after), or None without enough of them. Readings
-        taken while the plate was busy do not count as before: a hand that rested on it a moment
-        earlier is not part of its level."""
+        block means: (change, seconds of readings behind it, level after), or None without enough of
+        them. Readings taken while the plate was busy do not count as before: a hand that rested on
+        it a moment earlier is not part of its level."""
         t, m, c = self._hist_t[s], self._hist_m[s], self._hist_c[s]
         before = (t >= t0 - 3.0) & (t < t0 - 0.2)
         for since, still in self._stirred[s]:
