@@ -149,18 +149,24 @@ def test_when_nobody_can_be_told_apart_the_line_waits_for_review_instead_of_bein
 
 
 def test_a_take_beside_a_plate_that_stopped_reporting_waits_for_review_instead_of_being_guessed():
-    # A 1 L bottle lies across plates 6 and 7; plate 7 reports only faults from early on, so the
-    # take shows as half a bottle on plate 6: how many left, and of what, is unknown.
-    for dead, want in (({"g1.s1.p7": T0 + 2}, {}), ({}, {"water1l": 1})):
-        s = Script.shop()
+    # A 1 L bottle lies across plates 6 and 7, cider across 5 and 6; plate 7 reports only faults
+    # from early on. The bottle's take shows as half a bottle on plate 6, which weighs what a whole
+    # cider does: how many left, and of what, is unknown for any take from plates 5 and 6.
+    stock = [{"sku": "cola", "sensors": ["g1.s1.p1", "g1.s1.p2"]}, {"sku": "gum", "sensors": ["g1.s1.p4"]},
+             {"sku": "cider", "sensors": ["g1.s1.p5", "g1.s1.p6"]},
+             {"sku": "water1l", "sensors": ["g1.s1.p6", "g1.s1.p7"]}]
+    for dead, want in (({"g1.s1.p7": T0 + 2}, {}), ({}, {"water1l": 1, "cider": 1})):
+        s = Script.shop(stock=stock)
         s.dead = dead
-        _shoppers(s, ("LLLLLLLLLLLLLLLLLLLLLL", 1.6, 1, 22))
+        _shoppers(s, ("LLLLLLLLLLLLLLLLLLLLLL", 1.55, 1, 22))
         s.change("g1.s1.p6", T0 + 9, -520.0)
         s.change("g1.s1.p7", T0 + 9, -520.0)
+        s.change("g1.s1.p5", T0 + 15, -257.5)
+        s.change("g1.s1.p6", T0 + 15, -257.5)
         _, charged = s.run(T0, T0 + 35)
         assert charged == {"LLLLLLLLLLLLLLLLLLLLLL": want}
         held = [item.reason for r in s.receipts for item in r.review]
-        assert held == (["a plate beside it is not reporting"] if dead else [])
+        assert held == (["a plate beside it is not reporting"] * 2 if dead else [])
 
 
 def test_taking_the_last_units_raises_one_low_stock_signal():

@@ -661,11 +661,9 @@ class ShopFloor:
     def _taken(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
         best = hyps[0]
         who = reaches[0] if reaches and reaches[0].score >= NOBODY_SCORE else None
-        unmeasured = self.steps.unmeasured_partners(event.sensors, event.t_end) if who is not None else []
-        if who is not None and unmeasured and (best.unexplained or any(
-                i.sku in self.planogram.on_plate.get(sid, ()) for sid in unmeasured for i in best.items)):
-            # What it looks like also stands on a plate that is not reporting: part of what left may
-            # have left that plate unweighed, so how many units, of what, is unknown.
+        if who is not None and self.steps.unmeasured_partners(event.sensors, event.t_end):
+            # Part of what left may have left that plate unweighed: how many units, of what, is
+            # unknown (half a 1 L bottle weighs what a whole 0.5 L one does).
             logger.info("a take beside a plate that is not reporting goes to review")
             self._review(who.visit, event, "a plate beside it is not reporting", hyps, best.probability,
                          who.confidence)
