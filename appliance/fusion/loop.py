@@ -467,7 +467,6 @@ class ShopFloor:
 
     def _explain(self, event: ShelfEvent, reaches: Sequence[Reach]) -> list[Hypothesis]:
         plates = [c.sensor for c in event.changes]
-        units: dict[str, int] | None = None
         if event.delta_g < 0:
             misplaced = self._misplaced_on(plates, abs(event.delta_g))
             extra = dict.fromkeys(misplaced, 0.0)

@@ -60,7 +60,7 @@ class _FloorSpace:
             # Someone appearing at the entry has come in through the gate, unless a person was lost
             # right there a moment ago: a shopper hidden inside for longer does not walk back to
             # the one-way entry, and taking their track would give the newcomer their visit.
-            at_entry = np.array([segment_distance(p, *self.floor.entry) <= self.s.entry_m for p in z])
+            at_entry = np.array([self.at_entry(p) for p in z])
             newcomer = at_entry[None, :] & (away > ENTRY_RELINK_S)
             ok = (dist <= reach) & ~newcomer
             return np.where(ok, 0.5 * dist / self.diagonal + 0.5 * unlike / 9.0, np.inf)
@@ -74,9 +74,12 @@ class _FloorSpace:
     def accel_sd(self, track: Track) -> FloatArray:
         return np.array([1.0, 1.0])
 
+    def at_entry(self, p: FloatArray) -> bool:
+        """Whether floor point `p` is within `entry_m` of the entry line."""
+        return segment_distance(p, *self.floor.entry) <= self.s.entry_m
+
     def birth(self, z: FloatArray) -> tuple[int, FloatArray]:
-        at_entry = segment_distance(z, *self.floor.entry) <= self.s.entry_m
-        hits = self.s.confirm_hits if at_entry else 3 * self.s.confirm_hits
+        hits = self.s.confirm_hits if self.at_entry(z) else 3 * self.s.confirm_hits
         return hits, np.array([1.0, 1.0])
 
     def held(self, track: Track, t: float) -> FloatArray:
