@@ -131,7 +131,7 @@ class FusionSettings:
         0.15, help="depth within this of the usual one counts as fully in position", min=0.0, max=1.0, unit="m"
     )
     depth_sd_m: float = setting(
-        0.15, help="spread of standing depth beyond the slack; larger forgives odd postures but tells "
+        0.08, help="spread of standing depth beyond the slack; larger forgives odd postures but tells "
         "people apart less well", min=0.02, max=2.0, unit="m",
     )
     along_sd_m: float = setting(
