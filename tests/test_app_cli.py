@@ -41,8 +41,9 @@ def test_a_recording_from_another_store_is_refused(tmp_path: Path, capsys: pytes
 
     recording = generate("single-pick", 2, tmp_path / "rec")
     store = a_store(tmp_path, seed=2)
-    assert main(["run", "--config", str(store), "--recording", str(recording), "--speed", "-1"]) == 1
-    assert "speed" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--config", str(store), "--recording", str(recording), "--speed", "-1"])
+    assert stop.value.code == 2 and "argument --speed: must be at least 0" in capsys.readouterr().err
     raw = store.read_text(encoding="utf-8").replace("price = ", "price = 1", 1)
     store.write_text(raw, encoding="utf-8")
     assert main(["run", "--config", str(store), "--recording", str(recording)]) == 1

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from appliance.cli import CliError
+from appliance.cli import CliError, number, whole
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def register(commands: Any, bench: Any) -> None:
         "after a crash (the vault recognises what it already stored)",
     )
     p.add_argument(
-        "--speed", type=float, default=0.0, help="with --recording: times real time; 0 = as fast as possible"
+        "--speed", type=number(0), default=0.0, help="with --recording: times real time; 0 = as fast as possible"
     )
     p.add_argument(
         "--card-gate", action="append", default=[], metavar="GATE", help="a gate with a card terminal (repeatable)"
@@ -39,7 +39,7 @@ def register(commands: Any, bench: Any) -> None:
         "its state in this file (otherwise one must already listen there: `appliance sandbox-processor`)",
     )
     p.add_argument(
-        "--settle-timeout", type=float, default=600.0,
+        "--settle-timeout", type=number(0, above=True), default=600.0,
         help="with --recording: how long to wait after its end for every charge to be answered (default 600 s)",
     )  # fmt: skip
     p.set_defaults(func=cmd_run)
@@ -47,24 +47,24 @@ def register(commands: Any, bench: Any) -> None:
     b = bench.add_parser(
         "crash", help="kill -9 the appliance at each named point of the charge path and at random, restart, check"
     )
-    b.add_argument("--runs", type=int, default=100, help="runs per named point (default 100)")
-    b.add_argument("--random", type=int, help="runs killed at a random moment (default 10 x --runs)")
+    b.add_argument("--runs", type=whole(1), default=100, help="runs per named point (default 100)")
+    b.add_argument("--random", type=whole(0), help="runs killed at a random moment (default 10 x --runs)")
     b.add_argument("--point", action="append", help="only this named point (repeatable); 'none' for random only")
-    b.add_argument("--seed", type=int, default=1, help="seed of the simulated day and of the kill times")
-    b.add_argument("--shoppers", type=int, default=5, help="visits in the simulated day (default 5)")
-    b.add_argument("--workers", type=int, default=2, help="runs at once (default 2)")
+    b.add_argument("--seed", type=whole(0), default=1, help="seed of the simulated day and of the kill times")
+    b.add_argument("--shoppers", type=whole(2), default=5, help="visits in the simulated day (default 5)")
+    b.add_argument("--workers", type=whole(1), default=2, help="runs at once (default 2)")
     b.add_argument("--keep-failures", type=Path, help="copy the folder of any run with a problem here")
     b.set_defaults(func=cmd_bench_crash)
 
     b = bench.add_parser("faults", help="simulated days charged through a faulty processor: charged once, none lost")
     b.add_argument("--scenario", default="rush", help="simulated day (default: rush, 12 visits in 10 minutes)")
-    b.add_argument("--seeds", type=int, default=3, help="days, seeds 1..N (default 3)")
+    b.add_argument("--seeds", type=whole(1), default=3, help="days, seeds 1..N (default 3)")
     b.set_defaults(func=cmd_bench_faults)
 
     b = bench.add_parser("payments", help="latency from a shopper's exit to the charge request leaving the box")
     b.add_argument("--scenario", default="day", help="simulated day (default: day, one hour with 20 visits)")
-    b.add_argument("--seeds", type=int, default=3, help="simulated days, seeds 1..N (default 3)")
-    b.add_argument("--speed", type=float, default=0.0, help="times real time; 0 = as fast as possible (default)")
+    b.add_argument("--seeds", type=whole(1), default=3, help="simulated days, seeds 1..N (default 3)")
+    b.add_argument("--speed", type=number(0), default=0.0, help="times real time; 0 = as fast as possible (default)")
     b.set_defaults(func=cmd_bench_payments)
 
 
@@ -187,8 +187,6 @@ def cmd_bench_crash(args: argparse.Namespace) -> int:
     unknown = [p for p in points if p not in CHARGE_PATH_POINTS]
     if unknown:
         raise CliError(f"no crash point {unknown[0]!r}; points are {', '.join(CHARGE_PATH_POINTS)}")
-    if args.runs < 1 or args.shoppers < 2 or args.workers < 1:
-        raise CliError("--runs, --workers must be at least 1 and --shoppers at least 2")
     randoms = args.random if args.random is not None else 10 * args.runs
     result = run_bench(points, args.runs, randoms, seed=args.seed, shoppers=args.shoppers, workers=args.workers,
                        keep_failures=args.keep_failures)  # fmt: skip
@@ -203,8 +201,6 @@ def cmd_bench_faults(args: argparse.Namespace) -> int:
 
     from appliance.bench.faults import OUTAGE_S, SLOW_ANSWER_S, TRANSPORT_FAULTS, run_faulty_day
 
-    if args.seeds < 1:
-        raise CliError("--seeds must be at least 1")
     clean = True
     for seed in range(1, args.seeds + 1):
         with tempfile.TemporaryDirectory(prefix="walkout-faults-") as folder:
@@ -224,8 +220,6 @@ def cmd_bench_faults(args: argparse.Namespace) -> int:
 def cmd_bench_payments(args: argparse.Namespace) -> int:
     from appliance.bench.payments import run_latency_bench
 
-    if args.seeds < 1 or args.speed < 0:
-        raise CliError("--seeds must be at least 1 and --speed at least 0")
     for line in run_latency_bench(args.scenario, args.seeds, args.speed):
         print(line)
     return 0

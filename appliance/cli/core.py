@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from appliance.cli import CliError
+from appliance.cli import CliError, number, whole
 from appliance.config import ConfigError, StoreConfig, describe, load_config
 
 
@@ -35,32 +35,32 @@ def register(commands: Any, bench: Any) -> None:
 
     p = commands.add_parser("demo", help="play a simulated shop through the appliance in the terminal")
     p.add_argument("--scenario", default="rush", help="simulator scenario (see `appliance sim list`)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--speed", type=float, default=1.0, help="times real time; 0 = as fast as possible")
+    p.add_argument("--seed", type=whole(0), default=1)
+    p.add_argument("--speed", type=number(0), default=1.0, help="times real time; 0 = as fast as possible")
     p.add_argument("--recording", help="play this recording folder instead of simulating one")
     p.add_argument("--video", action="store_true",
                    help="film the simulated shop and track people from the footage with the real detector")
     p.set_defaults(func=cmd_demo)
 
     b = bench.add_parser("accuracy", help="the scenario suite over several seeds: F1, exact receipts, overcharge")
-    b.add_argument("--seeds", type=int, default=5, help="seeds per scenario (1..N)")
-    b.add_argument("--first-seed", type=int, default=1)
+    b.add_argument("--seeds", type=whole(1), default=5, help="seeds per scenario (1..N)")
+    b.add_argument("--first-seed", type=whole(0), default=1)
     b.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
-    b.add_argument("--workers", type=int, default=2)
+    b.add_argument("--workers", type=whole(1), default=2)
     b.add_argument("--from", dest="level", choices=("video", "detections", "tracks"), default="tracks",
                    help="input level: tracks (default), or film each scenario and replay from detections or video")
     b.set_defaults(func=cmd_bench_accuracy)
 
     b = bench.add_parser("replay", help="time the replay of a one-hour, 20-shopper simulated day from tracks")
     b.add_argument("--recording", help="replay this recording instead of simulating the day")
-    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--seed", type=whole(0), default=1)
     b.set_defaults(func=cmd_bench_replay)
 
     b = bench.add_parser("shelves", help="weight pipeline throughput on one core (850 load cells at 60 Hz)")
-    b.add_argument("--sensors", type=int, default=850)
-    b.add_argument("--hz", type=float, default=60.0)
-    b.add_argument("--seconds", type=float, default=60.0, help="data time to process")
-    b.add_argument("--picks-per-second", type=float, default=1.0)
+    b.add_argument("--sensors", type=whole(1), default=850)
+    b.add_argument("--hz", type=number(0, above=True), default=60.0)
+    b.add_argument("--seconds", type=number(0, above=True), default=60.0, help="data time to process")
+    b.add_argument("--picks-per-second", type=number(0), default=1.0)
     b.set_defaults(func=cmd_bench_shelves)
 
     p = commands.add_parser("import", help="convert another dataset into a recording")

@@ -9,18 +9,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from appliance.cli import CliError
+from appliance.cli import CliError, number, whole
 
 
 def register(commands: Any, bench: Any) -> None:
     p = commands.add_parser(
         "sandbox-processor", help="run the local sandbox payment processor (Stripe's API subset, fault injection)"
     )
-    p.add_argument("--port", type=int, default=12111, help="loopback port to listen on (default 12111)")
+    p.add_argument("--port", type=whole(1, 65535), default=12111, help="loopback port to listen on (default 12111)")
     p.add_argument("--state", type=Path, help="state file (SQLite); default: keep everything in memory")
     p.add_argument(
         "--manual-clock",
-        type=float,
+        type=number(0),
         metavar="UNIX_S",
         help="run on a clock that starts here and moves only through POST /_sandbox/clock",
     )
@@ -35,10 +35,10 @@ def register(commands: Any, bench: Any) -> None:
     r.add_argument("--key-file", type=Path, help="file holding the processor secret key (with --api-base)")
     r.add_argument(
         "--since",
-        type=int,
+        type=whole(0),
         help="only processor charges created at or after this unix time (give the box's charges of the same period)",
     )
-    r.add_argument("--until", type=int, help="only processor charges created before this unix time")
+    r.add_argument("--until", type=whole(0), help="only processor charges created before this unix time")
     r.add_argument("--json", action="store_true", help="print the mismatches as JSON")
     r.set_defaults(func=cmd_reconcile)
 
@@ -61,11 +61,11 @@ def register(commands: Any, bench: Any) -> None:
     k.set_defaults(func=cmd_receipt_new_key)
 
     b = bench.add_parser("gateway", help="charge round trips through StripeGateway to the sandbox processor")
-    b.add_argument("--charges", type=int, default=300, help="how many charges (default 300)")
+    b.add_argument("--charges", type=whole(1), default=300, help="how many charges (default 300)")
     b.set_defaults(func=cmd_bench_gateway)
     q = bench.add_parser("qr", help="QR read rate and time per frame over rotated, scaled, noisy camera views")
-    q.add_argument("--frames", type=int, default=120, help="how many frames (default 120)")
-    q.add_argument("--seed", type=int, default=1, help="seed of the views (default 1)")
+    q.add_argument("--frames", type=whole(1), default=120, help="how many frames (default 120)")
+    q.add_argument("--seed", type=whole(0), default=1, help="seed of the views (default 1)")
     q.set_defaults(func=cmd_bench_qr)
 
 
@@ -73,8 +73,6 @@ def cmd_sandbox_processor(args: argparse.Namespace) -> int:
     from appliance.gate.clock import Clock, ManualClock, WallClock
     from appliance.payments.sandbox_server import SandboxProcessor
 
-    if not 1 <= args.port <= 65535:
-        raise CliError(f"--port must be 1-65535, got {args.port}")
     clock: Clock = ManualClock(args.manual_clock) if args.manual_clock is not None else WallClock()
     try:
         sandbox = SandboxProcessor(args.state, clock=clock, port=args.port)
@@ -301,8 +299,6 @@ def cmd_bench_qr(args: argparse.Namespace) -> int:
 
     from appliance.gate.qr import QrReader, synthetic_view
 
-    if args.frames < 1:
-        raise CliError("--frames must be at least 1")
     text = "WO1." + "eyJpc3MiOiJkZW1vLXBheSIsInRvayI6ImN1c19kZW1vL3BtX2NhcmRfdmlzYSJ9" * 5 + ".sig" + "A" * 82
     rng = np.random.default_rng(args.seed)
     reader, classic = QrReader(), cv2.QRCodeDetector()

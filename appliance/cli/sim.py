@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from appliance.cli import CliError
+from appliance.cli import CliError, number, whole
 
 _SHARED_AIFI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "aifi-benchmark-1" / "plate_data.json"
 
@@ -21,25 +21,25 @@ def register(commands: Any, bench: Any) -> None:
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("generate", help="simulate a scenario and write a recording folder (with truth.json)")
     p.add_argument("--scenario", required=True, help="scenario name (see `appliance sim list`)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: each seed is another day of the story")
+    p.add_argument("--seed", type=whole(0), default=0, help="random seed: each seed is another day of the story")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a scenario setting, e.g. --set hand_share=0 --set duration_s=600")
     p.add_argument("--video", action="store_true",
                    help="also film the shop: ceiling cameras in store.toml, video/ and detections.csv (slow)")
-    p.add_argument("--cameras", type=int, default=2, help="how many cameras with --video (default 2)")
-    p.add_argument("--fps", type=float, default=8.0, help="frames per second with --video (default 8)")
+    p.add_argument("--cameras", type=whole(1), default=2, help="how many cameras with --video (default 2)")
+    p.add_argument("--fps", type=number(0, above=True), default=8.0, help="frames per second with --video (default 8)")
     p.add_argument("out", help="the recording folder to write (replaced atomically if it exists)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("show", help="draw a recording as a PNG: the floor with tracks, plates around each event")
     p.add_argument("recording", help="a recording folder")
     p.add_argument("--out", help="PNG to write (default: beside the folder, RECORDING.png)")
-    p.add_argument("--events", type=int, default=8, help="how many moments to zoom in on (default 8)")
+    p.add_argument("--events", type=whole(1), default=8, help="how many moments to zoom in on (default 8)")
     p.set_defaults(func=cmd_show)
 
     b = bench.add_parser("sim", help="how fast the simulator writes a shop day, and how big it is")
     b.add_argument("--scenario", default="day", help="scenario to generate (default: the one-hour day)")
-    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--seed", type=whole(0), default=1)
     b.add_argument("--aifi", default=str(_SHARED_AIFI),
                    help="AiFi plate_data.json to compare plate noise with (real data, measured in the same run)")
     b.set_defaults(func=cmd_bench_sim)

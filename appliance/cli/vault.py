@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from appliance.cli import CliError
+from appliance.cli import CliError, whole
 from appliance.config import ConfigError, load_config
 from appliance.config.model import VaultSettings
 from appliance.vault.audit import EXPORT_FORMAT, Checkpoint, public_key_from_text, public_key_text
@@ -69,9 +69,9 @@ def register(commands: Any, bench: Any) -> None:
     p.set_defaults(func=cmd_export)
 
     b = bench.add_parser("vault", help="cart-line insert rate and a retention run over many expired lines")
-    b.add_argument("--lines", type=int, default=1_000_000, help="expired cart lines for the retention run")
-    b.add_argument("--durable", type=int, default=2000, help="lines inserted one committed transaction each")
-    b.add_argument("--chunk", type=int, default=5000, help="rows deleted per retention transaction")
+    b.add_argument("--lines", type=whole(1), default=1_000_000, help="expired cart lines for the retention run")
+    b.add_argument("--durable", type=whole(1), default=2000, help="lines inserted one committed transaction each")
+    b.add_argument("--chunk", type=whole(1), default=5000, help="rows deleted per retention transaction")
     b.add_argument("--workdir", help="folder for the scratch vault (default: the system's temp folder)")
     b.set_defaults(func=cmd_bench)
 
@@ -294,8 +294,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from appliance.vault.bench import run_vault_bench
 
-    if args.lines < 1 or args.durable < 1 or args.chunk < 1:
-        raise CliError("--lines, --durable and --chunk must be positive")
     vault_logger = logging.getLogger("appliance.vault")
     level = vault_logger.level
     if not args.verbose:

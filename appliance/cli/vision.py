@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from appliance.cli import CliError
+from appliance.cli import CliError, number, whole
 from appliance.config import ConfigError, load_config
 from appliance.config.model import VisionSettings
 from appliance.vision.calibration import CalibrationError, fit_homography
@@ -40,10 +40,11 @@ def register(commands: Any, bench: Any) -> None:
     p = sub.add_parser("track", help="track the people in a video; writes MOTChallenge rows")
     p.add_argument("video", type=Path, help="a video file")
     p.add_argument("--out", type=Path, required=True, help="where to write frame,id,left,top,width,height,score,...")
-    p.add_argument("--fps", type=float, default=0.0, help="frame rate for the tracker's clock (default: the file's)")
+    p.add_argument("--fps", type=number(0), default=0.0,
+                   help="frame rate for the tracker's clock (default: the file's)")
     p.add_argument("--input", default="640x384", help="detector input WxH, multiples of 32 (default 640x384)")
-    p.add_argument("--frames", type=int, default=0, help="stop after this many frames (default: all)")
-    p.add_argument("--fill-gaps", type=float, default=DEFAULT_MAX_GAP_S, metavar="SECONDS",
+    p.add_argument("--frames", type=whole(0), default=0, help="stop after this many frames (default: all)")
+    p.add_argument("--fill-gaps", type=number(0), default=DEFAULT_MAX_GAP_S, metavar="SECONDS",
                    help="give a followed person hidden for at most this long an interpolated box in the frames "
                         f"they were hidden (default {DEFAULT_MAX_GAP_S:g}; 0 writes only the frames they were seen)")
     p.set_defaults(func=cmd_track)
@@ -67,13 +68,13 @@ def register(commands: Any, bench: Any) -> None:
     p.add_argument("--passwords", type=Path, required=True,
                    help="folder with one file per camera, named by camera id, holding its broker password")
     p.add_argument("--host", default="", help="broker address (default: [mqtt] host)")
-    p.add_argument("--port", type=int, default=0, help="broker port (default: [mqtt] port)")
+    p.add_argument("--port", type=whole(0, 65535), default=0, help="broker port (default: [mqtt] port)")
     p.add_argument("--groups", action="store_true", help="only print how the cameras are split over worker processes")
     p.set_defaults(func=cmd_worker)
 
     b = bench.add_parser("vision", help="detector and pipeline frames/s per core, int8, motion gating savings")
-    b.add_argument("--seconds", type=float, default=24.0, help="length of the simulated footage")
-    b.add_argument("--fps", type=float, default=8.0, help="frame rate of the simulated footage")
+    b.add_argument("--seconds", type=number(0, above=True), default=24.0, help="length of the simulated footage")
+    b.add_argument("--fps", type=number(0, above=True), default=8.0, help="frame rate of the simulated footage")
     b.add_argument("--no-int8", action="store_true", help="skip the int8 comparison")
     b.set_defaults(func=bench_vision)
 

@@ -1,0 +1,44 @@
+"""Numbers on the command line are checked before any work starts: a count of 0, a negative seed or
+a speed of -1 get argparse's one-line error naming the option and the bound, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from appliance.cli import main, number, whole
+
+
+@pytest.mark.parametrize(("argv", "option", "bound"), [
+    (["bench", "accuracy", "--seeds", "0"], "--seeds", "at least 1"),
+    (["bench", "accuracy", "--first-seed", "-3"], "--first-seed", "at least 0"),
+    (["bench", "accuracy", "--workers", "0"], "--workers", "at least 1"),
+    (["bench", "shelves", "--sensors", "0"], "--sensors", "at least 1"),
+    (["bench", "shelves", "--hz", "0"], "--hz", "greater than 0"),
+    (["bench", "shelves", "--seconds", "-1"], "--seconds", "greater than 0"),
+    (["bench", "shelves", "--picks-per-second", "nan"], "--picks-per-second", "at least 0"),
+    (["demo", "--speed", "-1"], "--speed", "at least 0"),
+    (["demo", "--seed", "-1"], "--seed", "at least 0"),
+    (["bench", "crash", "--shoppers", "1"], "--shoppers", "at least 2"),
+    (["sandbox-processor", "--port", "70000"], "--port", "between 1 and 65535"),
+    (["sim", "generate", "--scenario", "browse", "--seed", "x", "out"], "--seed", "expected a whole number"),
+    (["bench", "vault", "--chunk", "0"], "--chunk", "at least 1"),
+])
+def test_a_number_out_of_range_is_refused_with_the_option_and_its_bound(
+        capsys: pytest.CaptureFixture[str], argv: list[str], option: str, bound: str) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and bound in err
+    assert "Traceback" not in err
+
+
+def test_whole_and_number_accept_their_bounds_and_refuse_beyond() -> None:
+    assert whole(1)("1") == 1 and whole(0, 10)("10") == 10
+    assert number(0)("0") == 0.0 and number(0, above=True)("0.5") == 0.5
+    for parse, text in ((whole(1), "0"), (whole(0, 10), "11"), (number(0, above=True), "0"), (number(0), "inf"),
+                        (number(0), "-0.1"), (whole(0), "1.5")):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)
