@@ -124,3 +124,35 @@ def test_rewriting_a_recording_replaces_it_whole(tmp_path: Path) -> None:
     shutil.copy(dest / "weights.csv", tmp_path / "old.csv")
     _write(dest, n=20)
     assert len(read_recording(dest).weights) == 60
+
+
+def test_writing_over_a_folder_that_is_not_a_recording_is_refused_and_leaves_it_whole(tmp_path: Path) -> None:
+    from appliance.sim.recording import DestinationTakenError
+
+    mine = tmp_path / "documents"
+    mine.mkdir()
+    (mine / "letter.txt").write_text("dear shop owner", encoding="utf-8")
+    with pytest.raises(DestinationTakenError, match=r"letter\.txt"), RecordingWriter(mine) as w:
+        w.store({})
+    assert [p.name for p in tmp_path.iterdir()] == ["documents"]  # no temporary folder left either
+    assert (mine / "letter.txt").read_text(encoding="utf-8") == "dear shop owner"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x", encoding="utf-8")
+    with pytest.raises(DestinationTakenError, match="not a recording folder"), RecordingWriter(a_file):
+        pass
+    assert a_file.read_text(encoding="utf-8") == "x"
+
+
+def test_an_earlier_recording_or_an_empty_folder_is_replaced(tmp_path: Path) -> None:
+    from appliance.sim.recording import check_destination
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    check_destination(empty)
+    check_destination(tmp_path / "absent")
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("store.toml", "weights.csv", "truth.json"):
+        (old / name).write_text("", encoding="utf-8")
+    (old / "video").mkdir()
+    check_destination(old)

@@ -72,3 +72,12 @@ def test_sim_show_draws_a_recording_with_or_without_truth(tmp_path: Path, capsys
     capsys.readouterr()
     assert main(["sim", "show", str(dest)]) == 1
     assert "gate.csv:2 event" in capsys.readouterr().err
+
+
+def test_sim_generate_refuses_a_folder_that_is_not_a_recording_before_simulating(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "keep.txt").write_text("mine", encoding="utf-8")
+    assert main(["sim", "generate", "--scenario", "rush", "--seed", "1", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "keep.txt" in err and "not replaced" in err and "simulating" not in err
+    assert (tmp_path / "keep.txt").read_text(encoding="utf-8") == "mine"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,12 +103,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from appliance.replay import ReplayError, receipts_document, replay, write_json_atomic
     from appliance.sim.recording import RecordingError, read_recording
 
+    out = Path(args.out)
+    if out.is_dir() or (out.parent.exists() and not os.access(out.parent, os.W_OK)):
+        raise CliError(f"cannot write receipts to {out}: " + ("it is a folder" if out.is_dir() else
+                                                              "its folder is not writable"))
     try:
         rec = read_recording(args.recording)
         result = replay(rec, args.level, progress=_progress("replay") if sys.stderr.isatty() else None)
     except (RecordingError, ReplayError) as err:
         raise CliError(str(err)) from err
-    write_json_atomic(args.out, receipts_document(result))
+    try:
+        write_json_atomic(out, receipts_document(result))
+    except OSError as err:
+        raise CliError(f"cannot write receipts to {out}: {err.strerror or err}") from err
     if args.decisions:
         for d in result.decisions:
             e = d.event
@@ -147,10 +155,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_import_aifi(args: argparse.Namespace) -> int:
     from appliance.sim.aifi import AifiImportError, import_aifi
+    from appliance.sim.recording import DestinationTakenError, check_destination
 
     try:
+        check_destination(args.out)
         summary = import_aifi(args.src, args.out)
-    except AifiImportError as err:
+    except (AifiImportError, DestinationTakenError) as err:
         raise CliError(str(err)) from err
     print(f"{args.out}: {summary.sensors} sensors, {summary.products} products, {summary.readings} readings "
           f"over {summary.seconds:.1f} s, {summary.shoppers} shoppers")
@@ -159,8 +169,6 @@ def cmd_import_aifi(args: argparse.Namespace) -> int:
 
 def pin_one_core() -> str:
     """Run this process on a single CPU so a per-core figure means what it says."""
-    import os
-
     try:
         cpu = min(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpu})

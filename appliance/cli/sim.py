@@ -69,12 +69,14 @@ def _overrides(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from appliance.sim.recording import check_destination
     from appliance.sim.scenarios import SCENARIOS
     from appliance.sim.simulator import generate
 
     if args.scenario not in SCENARIOS:
         raise CliError(f"no scenario {args.scenario!r}; known: {', '.join(SCENARIOS)}")
     try:
+        check_destination(args.out)  # before minutes of simulating, not after
         dest = generate(args.scenario, args.seed, args.out, cameras=args.cameras if args.video else 0,
                         fps=args.fps, **_overrides(args.set))
     except (ValueError, TypeError) as err:

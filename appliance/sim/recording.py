@@ -453,11 +453,38 @@ def _fmt(value: float, digits: int) -> str:
     return text if text not in ("", "-0") else "0"
 
 
+# What a recording folder may hold; anything else at a destination means it is not one of ours.
+RECORDING_ENTRIES = frozenset({"store.toml", "weights.csv", "gate.csv", "tracks.csv", "detections.csv", "truth.json",
+                               "video"})
+
+
+class DestinationTakenError(ValueError):
+    """The place to write a recording holds something that is not a recording: it is never replaced."""
+
+
+def check_destination(dest: str | Path) -> None:
+    """Raise DestinationTakenError unless `dest` is free: absent, an empty folder, or an earlier recording
+    (which writing replaces whole). A folder of anything else, or a file, is left alone."""
+    dest = Path(dest)
+    if not dest.exists() and not dest.is_symlink():
+        return
+    if not dest.is_dir() or dest.is_symlink():
+        raise DestinationTakenError(f"{dest}: exists and is not a recording folder; choose another place or remove it")
+    entries = {e.name for e in dest.iterdir()}
+    foreign = sorted(entries - RECORDING_ENTRIES)
+    if foreign or (entries and "store.toml" not in entries):
+        named = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "") if foreign else "no store.toml"
+        raise DestinationTakenError(f"{dest}: holds things that are not a recording ({named}); it is not replaced: "
+                               "choose another place or remove it")
+
+
 @dataclass(slots=True)
 class RecordingWriter:
     """Writes a recording into a temporary folder and moves it into place only when complete.
 
-    Use as a context manager: on an exception nothing is left at the destination.
+    Use as a context manager: on an exception nothing is left at the destination. An earlier
+    recording at the destination is replaced whole; anything else there is refused up front
+    (`DestinationTakenError`), so a mistyped folder never loses what it holds.
     """
 
     dest: Path
@@ -465,6 +492,7 @@ class RecordingWriter:
 
     def __enter__(self) -> RecordingWriter:
         self.dest = Path(self.dest)
+        check_destination(self.dest)
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.", dir=self.dest.parent))
         return self
