@@ -1,5 +1,5 @@
 """Numbers on the command line are checked before any work starts: a count of 0, a negative seed or
-a speed of -1 get argparse's one-line error naming the option and the bound, never a traceback."""
+never a traceback; an unknown scenario is named before any work."""
 
 from __future__ import annotations
 
@@ -42,3 +42,9 @@ def test_whole_and_number_accept_their_bounds_and_refuse_beyond() -> None:
                         (number(0), "-0.1"), (whole(0), "1.5")):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)
+
+
+def test_demo_of_an_unknown_scenario_is_refused_before_any_simulating(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--scenario", "nosuch"]) == 1
+    err = capsys.readouterr().err
+    assert "no scenario 'nosuch'" in err and "simulating" not in err

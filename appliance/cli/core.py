@@ -190,8 +190,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
     from appliance.demo import play
+    from appliance.sim import SCENARIOS
     from appliance.sim.recording import RecordingError, read_recording
 
+    if not args.recording and args.scenario not in SCENARIOS:
+        raise CliError(f"no scenario {args.scenario!r}; known: {', '.join(SCENARIOS)}")
     with tempfile.TemporaryDirectory(prefix="walkout-demo-") as tmp:
         try:
             if args.recording:
