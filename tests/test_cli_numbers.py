@@ -1,5 +1,6 @@
 """Numbers on the command line are checked before any work starts: a count of 0, a negative seed or
-never a traceback; an unknown scenario is named before any work."""
+a speed of -1 get argparse's one-line error naming the option and the bound, never a traceback; an
+unknown scenario is named before any work."""
 
 from __future__ import annotations
 
