@@ -232,3 +232,34 @@ def test_a_shopper_missed_for_two_frames_is_not_taken_for_someone_found_again_be
     _feed(book, frames)
     assert book.owner["r"] == ("b", 0)
     assert len(book.visits["a"].people[0].tracks) == 1
+
+
+def test_a_shoppers_id_jumping_onto_someone_waiting_outside_who_missed_that_frame_is_handed_back() -> None:
+    """Regression (adversarial seed 8): S shops just inside the entry while U, whose pass b is
+    shown, waits outside. In one frame S's id jumps onto U's place while U's own id is missed; in
+    the next, U's id turns up on S's place, crossing the entry line. The rule for an id jumping
+    onto someone who missed the frame only looked at people bound to a pass, so U's id took S's
+    place in pass b and S's id followed U as pass a."""
+    book = _book()
+    _enter(book, "a", T0, "s")
+    s_at, u_at = (1.0, 0.4), (1.0, -0.4)
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for k in range(40):
+        t = T0 + k * FRAME_S
+        if k < 30:
+            rows = [("s", *s_at)] + ([("u", *u_at)] if k >= 5 else [])
+        elif k == 30:
+            rows = [("s", *u_at)]  # s's id jumps onto U, whose own id is missed
+        else:
+            rows = [("s", *u_at), ("u", *s_at)]  # and U's id turns up on S
+        frames.append((t, rows))
+    _enter(book, "b", T0 + 1.0)
+    _feed(book, frames)
+    # U then walks in, still on the id the tracker gave S.
+    _feed(book, _frames({"s": _line(T0 + 4.0, T0 + 6.0, u_at, (1.0, 1.5)),
+                         "u": _line(T0 + 4.0, T0 + 6.0, s_at, s_at)}))
+    for nonce, where in (("a", s_at), ("b", (1.0, 1.5))):
+        last = book.last_seen(book.visits[nonce].people[0])
+        assert last is not None
+        assert np.hypot(last.last_xy[0] - where[0], last.last_xy[1] - where[1]) < 0.2, nonce
+

@@ -410,8 +410,11 @@ class VisitBook:
                 done.update((a, b))
         # One id jumped onto where someone else should be while that someone missed this frame:
         # the tracker gave their id away; from now on each id continues the other person.
+        # That someone may be bound to no pass yet (waiting at the entry), like the trades above.
         others = [tid for tid, (nonce, _p) in self.owner.items() if tid not in self._frame and nonce in self.visits
                   and tid in self.memory.tracks and self._frame_t - self.memory.tracks[tid].last_t <= 0.6]
+        others += [tid for tid, h in self.unbound.items() if tid not in self._frame and tid in self.memory.tracks
+                   and h.t and self._frame_t - h.last_t <= 0.6]
         # An id back after a long gap counts the same way: it reappears where its own person may
         # have wandered to, but right where a person who vanished this frame was heading.
         for a in bound:
@@ -433,7 +436,7 @@ class VisitBook:
                 continue
             best: tuple[float, str] | None = None
             for b in others:
-                if b in done or self.owner[b] == self.owner[a]:
+                if b in done or self.owner.get(b) == self.owner[a]:
                     continue
                 guess = _predict(self.motion(b), at=ha.last_t)
                 if guess is None:
