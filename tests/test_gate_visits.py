@@ -263,3 +263,34 @@ def test_a_shoppers_id_jumping_onto_someone_waiting_outside_who_missed_that_fram
         assert last is not None
         assert np.hypot(last.last_xy[0] - where[0], last.last_xy[1] - where[1]) < 0.2, nonce
 
+
+def test_an_id_jumping_next_to_someone_seen_in_that_frame_is_not_handed_to_their_old_track() -> None:
+    """Regression (adversarial seed 10): after a repaired trade, a shopper's old track (its tracker
+    id now continues someone else) still predicts where they were heading. Another id jumping
+    there was taken for a jump onto someone who missed the frame, and handed to that shopper's
+    visit, although the shopper was seen in that very frame under their new track."""
+    book = _book()
+    for nonce, tid in (("a", "p"), ("b", "q"), ("c", "r")):
+        _enter(book, nonce, T0, tid)
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for k in range(40):
+        t = T0 + k * FRAME_S
+        y = 1.0 + 0.1 * k  # P and Q walk side by side, 0.5 m apart
+        p_at, q_at = (2.0, y), (2.5, y)
+        rows = [("p", *p_at), ("q", *q_at)] if k < 20 else [("q", *p_at), ("p", *q_at)]  # they trade ids
+        if k < 22:
+            rows.append(("r", 3.5, 2.0 + 0.02 * k))  # R stands to the side
+        else:
+            rows.append(("r", q_at[0] + 0.1, q_at[1]))  # R's id jumps next to Q
+        if k == 22:
+            rows = [row for row in rows if row[0] != "q"]  # P (now on q) is missed
+        frames.append((t, rows))
+    _feed(book, frames)
+    for nonce, who in (("a", "P"), ("b", "Q")):
+        last = book.last_seen(book.visits[nonce].people[0])
+        assert last is not None
+        y = 1.0 + 0.1 * 39
+        where = (2.0, y) if who == "P" else (2.5, y)
+        assert np.hypot(last.last_xy[0] - where[0], last.last_xy[1] - where[1]) < 0.2, nonce
+    owner_r = book.owner[book.alias.get("r", "r")]
+    assert owner_r[0] == "c", "R's id is not handed to Q's or P's visit"

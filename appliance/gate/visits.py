@@ -410,9 +410,17 @@ class VisitBook:
                 done.update((a, b))
         # One id jumped onto where someone else should be while that someone missed this frame:
         # the tracker gave their id away; from now on each id continues the other person.
-        # That someone may be bound to no pass yet (waiting at the entry), like the trades above.
-        others = [tid for tid, (nonce, _p) in self.owner.items() if tid not in self._frame and nonce in self.visits
-                  and tid in self.memory.tracks and self._frame_t - self.memory.tracks[tid].last_t <= 0.6]
+        # That someone is a person not seen in this frame under any of their tracks, judged by the
+        # newest of their tracks (an older one may be an id handed on since); they may be bound to
+        # no pass yet (waiting at the entry), like the trades above.
+        seen_now = {self.owner[tid] for tid in self._frame if tid in self.owner}
+        others = []
+        for nonce, visit in self.visits.items():
+            for i, person in enumerate(visit.people):
+                last = self.last_seen(person)
+                if (person.left is None and (nonce, i) not in seen_now and last is not None
+                        and self._frame_t - last.last_t <= 0.6):
+                    others.append(last.track)
         others += [tid for tid, h in self.unbound.items() if tid not in self._frame and tid in self.memory.tracks
                    and h.t and self._frame_t - h.last_t <= 0.6]
         # An id back after a long gap counts the same way: it reappears where its own person may
