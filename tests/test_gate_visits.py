@@ -294,3 +294,31 @@ def test_an_id_jumping_next_to_someone_seen_in_that_frame_is_not_handed_to_their
         assert np.hypot(last.last_xy[0] - where[0], last.last_xy[1] - where[1]) < 0.2, nonce
     owner_r = book.owner[book.alias.get("r", "r")]
     assert owner_r[0] == "c", "R's id is not handed to Q's or P's visit"
+
+
+def test_ids_passed_round_three_shoppers_while_one_of_them_is_missed_are_handed_back() -> None:
+    """Regression (adversarial seed 10): three shoppers stand close together and the tracker passes
+    their ids round (P gets R's id, Q P's, R Q's) in a frame where it misses R. Only two points
+    show, so neither the round of three nor a trade between two explained them; R's id, handed
+    to P's visit by the jump rule, then followed R as P."""
+    book = _book()
+    for nonce, tid in (("a", "p"), ("b", "q"), ("c", "r")):
+        _enter(book, nonce, T0, tid)
+    pos = {"P": (2.0, 2.0), "Q": (2.45, 2.0), "R": (2.225, 2.39)}
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for k in range(50):
+        if k < 30:
+            carrier = {"p": "P", "q": "Q", "r": "R"}
+        elif k == 30:
+            carrier = {"r": "P", "p": "Q"}  # R is missed
+        else:
+            carrier = {"r": "P", "p": "Q", "q": "R"}
+        frames.append((T0 + k * FRAME_S, [(tid, *pos[who]) for tid, who in carrier.items()]))
+    _feed(book, frames)
+    follows = {}
+    for nonce in "abc":
+        last = book.last_seen(book.visits[nonce].people[0])
+        assert last is not None
+        x, y = last.last_xy
+        follows[nonce] = min(pos, key=lambda who: np.hypot(x - pos[who][0], y - pos[who][1]))
+    assert follows == {"a": "P", "b": "Q", "c": "R"}
