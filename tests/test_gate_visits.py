@@ -232,3 +232,93 @@ def test_a_shopper_missed_for_two_frames_is_not_taken_for_someone_found_again_be
     _feed(book, frames)
     assert book.owner["r"] == ("b", 0)
     assert len(book.visits["a"].people[0].tracks) == 1
+
+
+def test_a_shoppers_id_jumping_onto_someone_waiting_outside_who_missed_that_frame_is_handed_back() -> None:
+    """Regression (adversarial seed 8): S shops just inside the entry while U, whose pass b is
+    shown, waits outside. In one frame S's id jumps onto U's place while U's own id is missed; in
+    the next, U's id turns up on S's place, crossing the entry line. The rule for an id jumping
+    onto someone who missed the frame only looked at people bound to a pass, so U's id took S's
+    place in pass b and S's id followed U as pass a."""
+    book = _book()
+    _enter(book, "a", T0, "s")
+    s_at, u_at = (1.0, 0.4), (1.0, -0.4)
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for k in range(40):
+        t = T0 + k * FRAME_S
+        if k < 30:
+            rows = [("s", *s_at)] + ([("u", *u_at)] if k >= 5 else [])
+        elif k == 30:
+            rows = [("s", *u_at)]  # s's id jumps onto U, whose own id is missed
+        else:
+            rows = [("s", *u_at), ("u", *s_at)]  # and U's id turns up on S
+        frames.append((t, rows))
+    _enter(book, "b", T0 + 1.0)
+    _feed(book, frames)
+    # U then walks in, still on the id the tracker gave S.
+    _feed(book, _frames({"s": _line(T0 + 4.0, T0 + 6.0, u_at, (1.0, 1.5)),
+                         "u": _line(T0 + 4.0, T0 + 6.0, s_at, s_at)}))
+    for nonce, where in (("a", s_at), ("b", (1.0, 1.5))):
+        last = book.last_seen(book.visits[nonce].people[0])
+        assert last is not None
+        assert np.hypot(last.last_xy[0] - where[0], last.last_xy[1] - where[1]) < 0.2, nonce
+
+
+def test_an_id_jumping_next_to_someone_seen_in_that_frame_is_not_handed_to_their_old_track() -> None:
+    """Regression (adversarial seed 10): after a repaired trade, a shopper's old track (its tracker
+    id now continues someone else) still predicts where they were heading. Another id jumping
+    there was taken for a jump onto someone who missed the frame, and handed to that shopper's
+    visit, although the shopper was seen in that very frame under their new track."""
+    book = _book()
+    for nonce, tid in (("a", "p"), ("b", "q"), ("c", "r")):
+        _enter(book, nonce, T0, tid)
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for k in range(40):
+        t = T0 + k * FRAME_S
+        y = 1.0 + 0.1 * k  # P and Q walk side by side, 0.5 m apart
+        p_at, q_at = (2.0, y), (2.5, y)
+        rows = [("p", *p_at), ("q", *q_at)] if k < 20 else [("q", *p_at), ("p", *q_at)]  # they trade ids
+        if k < 22:
+            rows.append(("r", 3.5, 2.0 + 0.02 * k))  # R stands to the side
+        else:
+            rows.append(("r", q_at[0] + 0.1, q_at[1]))  # R's id jumps next to Q
+        if k == 22:
+            rows = [row for row in rows if row[0] != "q"]  # P (now on q) is missed
+        frames.append((t, rows))
+    _feed(book, frames)
+    for nonce, who in (("a", "P"), ("b", "Q")):
+        last = book.last_seen(book.visits[nonce].people[0])
+        assert last is not None
+        y = 1.0 + 0.1 * 39
+        where = (2.0, y) if who == "P" else (2.5, y)
+        assert np.hypot(last.last_xy[0] - where[0], last.last_xy[1] - where[1]) < 0.2, nonce
+    owner_r = book.owner[book.alias.get("r", "r")]
+    assert owner_r[0] == "c", "R's id is not handed to Q's or P's visit"
+
+
+def test_ids_passed_round_three_shoppers_while_one_of_them_is_missed_are_handed_back() -> None:
+    """Regression (adversarial seed 10): three shoppers stand close together and the tracker passes
+    their ids round (P gets R's id, Q P's, R Q's) in a frame where it misses R. Only two points
+    show, so neither the round of three nor a trade between two explained them; R's id, handed
+    to P's visit by the jump rule, then followed R as P."""
+    book = _book()
+    for nonce, tid in (("a", "p"), ("b", "q"), ("c", "r")):
+        _enter(book, nonce, T0, tid)
+    pos = {"P": (2.0, 2.0), "Q": (2.45, 2.0), "R": (2.225, 2.39)}
+    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
+    for k in range(50):
+        if k < 30:
+            carrier = {"p": "P", "q": "Q", "r": "R"}
+        elif k == 30:
+            carrier = {"r": "P", "p": "Q"}  # R is missed
+        else:
+            carrier = {"r": "P", "p": "Q", "q": "R"}
+        frames.append((T0 + k * FRAME_S, [(tid, *pos[who]) for tid, who in carrier.items()]))
+    _feed(book, frames)
+    follows = {}
+    for nonce in "abc":
+        last = book.last_seen(book.visits[nonce].people[0])
+        assert last is not None
+        x, y = last.last_xy
+        follows[nonce] = min(pos, key=lambda who: np.hypot(x - pos[who][0], y - pos[who][1]))
+    assert follows == {"a": "P", "b": "Q", "c": "R"}

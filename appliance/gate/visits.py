@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from appliance.config import StoreConfig
@@ -59,6 +59,7 @@ ENCOUNTER_RATIO = 0.4
 SWAP_RATIO_JUMP = 0.4
 VELOCITY_WINDOW_S = 0.6
 MAX_SPEED_M_S = 2.0
+MISSED_WITHIN_S = 0.6
 
 
 def _velocity(h: TrackHistory, before: float) -> tuple[float, float] | None:
@@ -163,6 +164,7 @@ class VisitBook:
         self._postponed: dict[str, float | None] = {}
         self.swaps = 0
         self._serial = 0
+        self._handed_on: set[str] = set()
         self._frame_t = -math.inf
         self._frame: list[str] = []
         floor = config.floor
@@ -391,7 +393,7 @@ class VisitBook:
             pred = _predict(self.motion(tid))
             if pred is not None:
                 preds[tid] = pred
-        done = self._repair_rotations(bound + loose, preds)
+        done = self._repair_rotations(bound + loose, preds, self._missed_this_frame())
         pairs = list(itertools.combinations(bound, 2)) + [(a, u) for a in bound for u in loose]
         for a, b in pairs:
             if a in done or b in done or a not in preds or b not in preds:
@@ -410,8 +412,7 @@ class VisitBook:
                 done.update((a, b))
         # One id jumped onto where someone else should be while that someone missed this frame:
         # the tracker gave their id away; from now on each id continues the other person.
-        others = [tid for tid, (nonce, _p) in self.owner.items() if tid not in self._frame and nonce in self.visits
-                  and tid in self.memory.tracks and self._frame_t - self.memory.tracks[tid].last_t <= 0.6]
+        others = self._missed_this_frame()
         # An id back after a long gap counts the same way: it reappears where its own person may
         # have wandered to, but right where a person who vanished this frame was heading.
         for a in bound:
@@ -433,7 +434,7 @@ class VisitBook:
                 continue
             best: tuple[float, str] | None = None
             for b in others:
-                if b in done or self.owner[b] == self.owner[a]:
+                if b in done or self.owner.get(b) == self.owner[a]:
                     continue
                 guess = _predict(self.motion(b), at=ha.last_t)
                 if guess is None:
@@ -446,14 +447,39 @@ class VisitBook:
                 done.update((a, best[1]))
         self._follow_encounters(bound, done)
 
-    def _repair_rotations(self, tracks: list[str], preds: dict[str, tuple[float, float, float, float]]) -> set[str]:
+    def _missed_this_frame(self) -> list[str]:
+        """People recently seen but not in this frame under any of their tracks, each as the newest
+        of their tracks (an older one may be an id handed on since), including people bound to no
+        pass yet (waiting at the entry). A newest track whose tracker id has been handed on (the
+        person's next id is not known yet) does not count."""
+        seen_now = {self.owner[tid] for tid in self._frame if tid in self.owner}
+        missed = []
+        for nonce, visit in self.visits.items():
+            for i, person in enumerate(visit.people):
+                last = self.last_seen(person)
+                if (person.left is None and (nonce, i) not in seen_now and last is not None
+                        and last.track not in self._handed_on and self._frame_t - last.last_t <= MISSED_WITHIN_S):
+                    missed.append(last.track)
+        missed += [tid for tid, h in self.unbound.items() if tid not in self._frame and tid in self.memory.tracks
+                   and h.t and self._frame_t - h.last_t <= MISSED_WITHIN_S]
+        return missed
+
+    def _repair_rotations(self, tracks: list[str], preds: dict[str, tuple[float, float, float, float]],
+                          missed: list[str]) -> set[str]:
         """Three or more people close together (leaning in at one shelf, queueing at the gate): in
         one frame the tracker can pass their ids round, each to the next, which no trade between
         two explains. Each group of tracks predicted close together is checked for the way of
         giving the frame's points to its people that fits their motion best; when that is a
         round of three or more and fits much better than the ids as given, the ids are handed
-        round. Returns the tracks handed over."""
+        round. One of the people in the round may have been missed in this frame (`missed`):
+        their id has gone to the next person, who will show up with it; they get the id whose
+        point landed on them. Returns the tracks handed over."""
         near = [t for t in tracks if t in preds]
+        absent: dict[str, tuple[float, float]] = {}
+        for m in missed:
+            guess = _predict(self.motion(m), at=self._frame_t) if m in self.memory.tracks else None
+            if guess is not None:
+                absent[m] = guess[:2]
         done: set[str] = set()
         placed: set[str] = set()
         for start in near:
@@ -469,22 +495,42 @@ class VisitBook:
                     if t not in placed and math.dist(here, preds[t][:2]) <= SWAP_NEAR_M:
                         placed.add(t)
                         group.append(t)
-            if not 3 <= len(group) <= ROTATION_MAX:
-                continue
             seen = [self.memory.tracks[t].last_xy for t in group]
+            options: list[tuple[float, int, list[str], tuple[int, ...]]] = []
+            # (only among shoppers: someone bound to no pass may be a reflection, gone for good)
+            around = [m for m in absent if m not in done and m in self.owner
+                      and any(math.dist(absent[m], preds[t][:2]) <= SWAP_NEAR_M for t in group)]
+            if any(t not in self.owner for t in group):
+                around = []
+            extras: list[list[str]] = [[]] + [[m] for m in around]
+            for extra in extras:
+                members = group + extra
+                if len(group) < 2 or not 3 <= len(members) <= ROTATION_MAX:
+                    continue
+                where = [preds[t][:2] for t in group] + [absent[m] for m in extra]
 
-            def cost(order: tuple[int, ...], group: list[str] = group,
-                     seen: list[tuple[float, float]] = seen) -> float:
-                return sum(math.dist(seen[i], preds[group[j]][:2]) ** 2 for i, j in enumerate(order))
+                def cost(order: tuple[int, ...], seen: list[tuple[float, float]] = seen,
+                         where: list[tuple[float, float]] = where) -> float:
+                    # only the frame's points count: a missed person has none
+                    return sum(math.dist(seen[i], where[order[i]]) ** 2 for i in range(len(seen)))
 
-            keep = cost(tuple(range(len(group))))
-            best = min(itertools.permutations(range(len(group))), key=cost)
-            moved = [i for i, j in enumerate(best) if i != j]
-            if len(moved) < 3 or len({self.owner.get(group[i]) for i in moved}) < 2:
-                continue  # a trade between two is the pairwise check's
-            if keep > SWAP_MIN_COST_M2 and cost(best) < SWAP_RATIO * keep:
-                self._hand_over({group[i]: group[best[i]] for i in moved})
-                done.update(group)
+                keep = cost(tuple(range(len(members))))
+                def fewest_moved(order: tuple[int, ...], cost: Callable[[tuple[int, ...]], float] = cost
+                                 ) -> tuple[float, int]:
+                    return cost(order), sum(i != j for i, j in enumerate(order))
+
+                best = min(itertools.permutations(range(len(members))), key=fewest_moved)
+                moved = [i for i, j in enumerate(best) if i != j]
+                if len(moved) < 3 or len({self.owner.get(members[i]) for i in moved}) < 2:
+                    continue  # a trade between two is the pairwise check's (or the jump rule's)
+                if keep > SWAP_MIN_COST_M2 and cost(best) < SWAP_RATIO * keep:
+                    options.append((cost(best), len(extra), members, best))
+            if options:
+                _cost, _n, members, best = min(options, key=lambda o: (o[0], o[1]))
+                moved = [i for i, j in enumerate(best) if i != j]
+                self._hand_over({members[i]: members[best[i]] for i in moved},
+                                frozenset(members[len(group):]))
+                done.update(members)
                 logger.debug("repaired ids passed round %s shoppers", len(moved))
         return done
 
@@ -538,6 +584,7 @@ class VisitBook:
         tracks are from before the hand-over and stay where they are."""
         ext = {v: k for k, v in self.alias.items()}
         self.swaps += 1
+        self._handed_on.update(to)
         owners = {src: self.owner.get(dst) for src, dst in to.items()}
         moved: dict[str, TrackPoint | None] = {}
         for tid in to:
