@@ -510,6 +510,8 @@ class StepDetector:
                 # the change is its scatter, unless it stands out.
                 along = delta * total > 0 or abs(delta) >= SIGNIFICANT_SIGMA * noise
                 if abs(delta) >= PARTNER_MIN_G and along:
+                    # (`noise_g` is this error too, not the plate's scatter: the thresholds that
+                    # judge a change by its `noise_g` have always judged a partner's so)
                     changes.append(PlateChange(self.ids[q], delta, noise, delta_sd_g=noise))
                     # counted here: the partner's level moving to it is not a change of its own
                     if self._counted_to[q] < t_end:  # (unless a later change of its own set it since)
