@@ -54,6 +54,10 @@ class PlateChange:
     `t_start`/`t_end` span this plate's own steps when it had any (None for a change read from a
     plate that stayed below its thresholds): in an event that joins several shoppers' picks at
     neighbouring plates, each pick keeps its own moment.
+
+    `noise_g` is the plate's scatter of a single reading; `delta_sd_g` is the standard error of
+    `delta_g` itself, from the readings that were averaged into the levels before and after the
+    change (None when the producer does not know it: then it is judged from `noise_g`).
     """
 
     sensor: str
@@ -61,11 +65,14 @@ class PlateChange:
     noise_g: float
     t_start: float | None = None
     t_end: float | None = None
+    delta_sd_g: float | None = None
 
     def __post_init__(self) -> None:
         _finite("delta_g", self.delta_g)
         if not (self.noise_g >= 0 and math.isfinite(self.noise_g)):
             raise ValueError(f"noise_g must be finite and >= 0, got {self.noise_g!r}")
+        if self.delta_sd_g is not None and not (self.delta_sd_g >= 0 and math.isfinite(self.delta_sd_g)):
+            raise ValueError(f"delta_sd_g must be finite and >= 0, got {self.delta_sd_g!r}")
         if (self.t_start is None) != (self.t_end is None):
             raise ValueError("a plate change has both t_start and t_end or neither")
         if self.t_start is not None and self.t_end is not None:

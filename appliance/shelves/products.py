@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from appliance.config import Product, Sensor, StoreConfig
-from appliance.events import ShelfEvent
+from appliance.events import PlateChange, ShelfEvent
 
 MAX_UNITS = 10
 LOG_EXTRA_UNIT = math.log(0.35)
@@ -30,15 +30,23 @@ LOG_UNEXPLAINED = math.log(0.02) - math.log(5000.0)
 LOG_UNIT_NOBODY_HOLDS = math.log(0.05)
 LOG_BY_WEIGHT_DENSITY = -math.log(3000.0)
 MEASURE_FLOOR_G = 1.0
+UNKNOWN_SD_SHARE = 0.7  # a change's error as a share of its plate's scatter, when not known better
 MIN_BY_WEIGHT_G = 5.0  # a scoop lighter than this is noise, not a sale
 # Load cells misread a change in proportion to it (calibration gain, creep after a heavy load).
 RELATIVE_ERROR = 0.005
 
 
 def measurement_sd(event: ShelfEvent) -> float:
-    """How well an event's change was weighed (grams): its plates' noise, of which settling over a
-    window averages much away, and a floor for what no plate reads better than."""
-    return math.sqrt(sum((0.7 * c.noise_g) ** 2 for c in event.changes) + MEASURE_FLOOR_G**2)
+    """How well an event's change was weighed (grams): each plate's own standard error of its change
+    (from what was averaged before and after it; judged from its scatter when unknown), and a floor
+    for what no plate reads better than."""
+    return math.sqrt(sum(_change_var(c) for c in event.changes) + MEASURE_FLOOR_G**2)
+
+
+def _change_var(change: PlateChange) -> float:
+    if change.delta_sd_g is None:
+        return (UNKNOWN_SD_SHARE * change.noise_g) ** 2
+    return change.delta_sd_g**2
 
 
 @dataclass(frozen=True, slots=True)

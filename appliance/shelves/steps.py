@@ -79,6 +79,8 @@ class _PlateStep:
     delta_g: float
     noise_g: float
     t_act: float
+    old_var: float  # variance of the level the change was measured from (g^2)
+    new_var: float  # variance of the level it settled at (g^2)
 
 
 def stock_partners(sensors: Sequence[Sensor], stock: Sequence[Stock]) -> list[list[int]]:
@@ -130,6 +132,8 @@ class StepDetector:
         self._counted_to = np.full(n, -np.inf)  # readings up to here are in a change already reported
         self._slow_checked = np.full(n, -np.inf)
         self.noise: FloatArray = np.full(n, INITIAL_NOISE_G)
+        # How well each level is known (variance, g^2): what the readings averaged into it allow.
+        self.level_var: FloatArray = np.full(n, INITIAL_NOISE_G**2)
         self.last_t: FloatArray = np.full(n, -np.inf)
         self.first_t: FloatArray = np.full(n, np.nan)
         self.faults = np.zeros(n, dtype=np.int64)
@@ -237,6 +241,11 @@ class StepDetector:
             self.level[qids] = level[q] + a_level * (means[q] - level[q])
             rms = np.clip(np.sqrt(ms), NOISE_FLOOR_G, NOISE_CEIL_G)
             self.noise[qids] = np.sqrt((1 - a_noise) * self.noise[qids] ** 2 + a_noise * rms**2)
+            # The level's own error relaxes towards that of a running mean over about 2 * tau of
+            # readings, a few independent per second.
+            keep = (1.0 - a_level) ** 2
+            steady_var = self.noise[qids] ** 2 / np.maximum(1.0, 2.0 * tau_level * INDEPENDENT_PER_S)
+            self.level_var[qids] = keep * self.level_var[qids] + (1.0 - keep) * steady_var
             anchor = np.where(warming[q] | np.isnan(self.anchor[qids]), self.level[qids], self.anchor[qids])
             self.anchor[qids] = anchor + (1.0 - np.exp(-span / ANCHOR_TAU_S)) * (self.level[qids] - anchor)
             # The level averages about 2 * LEVEL_TAU_S seconds of readings, a few independent per second.
@@ -289,8 +298,10 @@ class StepDetector:
         if abs(delta) < max(SLOW_STEP_MIN_G, SIGNIFICANT_SIGMA * noise * math.sqrt(1 / n_before + 1 / n_after)):
             return
         moment = float((t[k - 1] + t[k]) / 2)
-        self._steps.append(_PlateStep(s, moment - ACT_LEAD_S, moment, delta, noise, moment - ACT_LEAD_S))
+        self._steps.append(_PlateStep(s, moment - ACT_LEAD_S, moment, delta, noise, moment - ACT_LEAD_S,
+                                      noise**2 / n_before, noise**2 / n_after))
         self.level[s] = self.anchor[s] = after
+        self.level_var[s] = noise**2 / n_after
         self._counted_to[s] = moment
         logger.debug("slow change of %.1f g on %s", delta, self.ids[s])
 
@@ -337,7 +348,8 @@ class StepDetector:
         if tt[-1] - busy.since > self.settings.max_busy_s:
             logger.warning("sensor %s busy for over %.0f s; re-levelled", self.ids[s], self.settings.max_busy_s)
             tail = gg[tt >= tt[-1] - window]
-            self._settled(s, busy, n - tail.size, n - 1, float(np.median(tail)))
+            # a median is about a quarter less efficient than a mean (pi / 2 in variance)
+            self._settled(s, busy, n - tail.size, n - 1, float(np.median(tail)), math.pi / 2)
 
     def _window(self, s: int) -> float:
         """How long plate `s` must hold still: longer on a noisy plate, whose level a short window
@@ -345,21 +357,28 @@ class StepDetector:
         boost = min(MAX_WINDOW_BOOST, max(1.0, (float(self.noise[s]) / QUIET_NOISE_G) ** 2))
         return self.settings.settle_s * boost
 
-    def _settled(self, s: int, busy: _Busy, a: int, j: int, new_level: float) -> None:
+    def _settled(self, s: int, busy: _Busy, a: int, j: int, new_level: float, efficiency: float = 1.0) -> None:
         old = float(self.level[s])
+        old_var = float(self.level_var[s])
         delta = new_level - old
         noise = float(self.noise[s])
         # Readings close in time are not independent (slow wobble), so count a few per second.
         n_eff = max(1.0, (busy.t[j] - busy.t[a]) * INDEPENDENT_PER_S)
+        # The new level is the mean of the settled window: as good as its readings' scatter (the
+        # plate's, or the window's own when that is larger) over the independent readings in it.
+        spread = max(noise, float(np.std(busy.g[a : j + 1])))
+        new_var = efficiency * spread**2 / n_eff
         significant = abs(delta) >= max(self.settings.min_step_g, SIGNIFICANT_SIGMA * noise / math.sqrt(n_eff))
         if significant:
             act = self._act_start(busy, a, old, delta)
-            self._steps.append(_PlateStep(s, busy.since, busy.t[a], delta, noise, act))
+            self._steps.append(_PlateStep(s, busy.since, busy.t[a], delta, noise, act, old_var, new_var))
             self.level[s] = self.anchor[s] = new_level
+            self.level_var[s] = new_var
             self._counted_to[s] = busy.t[a]
         else:
             # Noise, not a change: keep the long-run level rather than jump to a short window's mean.
             self.level[s] = old + NUDGE * delta
+            self.level_var[s] = (1.0 - NUDGE) ** 2 * old_var + NUDGE**2 * new_var
         del self._busy[s]
         self._stirred[s] = [*self._stirred[s][-(STIRRED_KEPT - 1):], (busy.since, busy.t[a])]
         rest_t = np.asarray(busy.t[j + 1 :])
@@ -444,14 +463,16 @@ class StepDetector:
     def _quiet_change(self, s: int, t0: float, t1: float) -> tuple[float, float, float] | None:
         """How far a plate that stayed below its own thresholds moved across [t0, t1], from its recent
         block means: (change, seconds of readings behind it, level after), or None without enough of
-        them. Readings taken while the plate was busy do not count as before: a hand that rested on
-        it a moment earlier is not part of its level."""
+        them. Readings taken while the plate was busy count neither before nor after: a hand resting
+        on it a moment earlier, across the event or from just after (the event is released only once
+        it lifted) is not part of its level, and a hand that rested across two events must not be
+        read as set down in one and taken away in the other."""
         t, m, c = self._hist_t[s], self._hist_m[s], self._hist_c[s]
         before = (t >= t0 - 3.0) & (t < t0 - 0.2)
-        for since, still in self._stirred[s]:
-            if still < t0:
-                before &= (t < since - 0.2) | (t > still)
         after = (t > t1 + QUIET_AFTER_S) & (t <= t1 + 2.0)
+        for since, still in self._stirred[s]:
+            before &= (t < since - 0.2) | (t > still)
+            after &= (t < since - 0.2) | (t > still)
         if before.sum() < 2 or after.sum() < 2:
             return None
         mb = float(np.average(m[before], weights=c[before]))
@@ -473,7 +494,7 @@ class StepDetector:
         t_start = min(m.t_act for m in timed)
         t_end = max(m.t_end for m in timed)
         changes = [PlateChange(self.ids[p], net[p], max(m.noise_g for m in ms), min(m.t_act for m in ms),
-                               max(m.t_end for m in ms)) for p, ms in sorted(by_plate.items())]
+                               max(m.t_end for m in ms), _net_sd(ms)) for p, ms in sorted(by_plate.items())]
         total = sum(net.values())
         for p in sorted(by_plate):
             for q in self.partners[p]:
@@ -489,10 +510,19 @@ class StepDetector:
                 # the change is its scatter, unless it stands out.
                 along = delta * total > 0 or abs(delta) >= SIGNIFICANT_SIGMA * noise
                 if abs(delta) >= PARTNER_MIN_G and along:
-                    changes.append(PlateChange(self.ids[q], delta, noise))
+                    # (`noise_g` is this error too, not the plate's scatter: the thresholds that
+                    # judge a change by its `noise_g` have always judged a partner's so)
+                    changes.append(PlateChange(self.ids[q], delta, noise, delta_sd_g=noise))
                     # counted here: the partner's level moving to it is not a change of its own
                     if self._counted_to[q] < t_end:  # (unless a later change of its own set it since)
                         self.anchor[q] = after
                         self._counted_to[q] = t_end + QUIET_AFTER_S
         changes.sort(key=lambda c: c.sensor)
         return ShelfEvent(t_start, t_end, tuple(changes))
+
+
+def _net_sd(steps: Sequence[_PlateStep]) -> float:
+    """Standard error of the net change of one plate's steps: the level before the first and the
+    level after the last (the levels between them are in both a step's start and the next's end)."""
+    ordered = sorted(steps, key=lambda st: st.t_end)
+    return math.sqrt(ordered[0].old_var + ordered[-1].new_var)
