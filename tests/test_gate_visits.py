@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -188,26 +188,31 @@ def test_a_track_inside_the_entry_continuing_a_newcomer_lost_outside_joins_the_w
     assert book.owner["t2"] == ("b", 0)
 
 
-def test_ids_passed_round_three_shoppers_standing_together_are_handed_back() -> None:
-    """Regression (adversarial seed 4): three shoppers on their own passes stand close together at
-    one shelf and, in one frame, the tracker passes their ids round (P gets Q's place, Q R's, R
-    P's). No trade between two explains it, so each visit went on following someone else."""
+def _three_standing_together(carrier: Callable[[int], dict[str, str]]) -> dict[str, str]:
+    """Three shoppers P, Q, R on passes a, b, c (tracker ids p, q, r at first) stand close together
+    for 50 frames; `carrier(k)` says which person each id reports in frame k. Returns whom each
+    visit follows at the end."""
     book = _book()
     for nonce, tid in (("a", "p"), ("b", "q"), ("c", "r")):
         _enter(book, nonce, T0, tid)
     pos = {"P": (2.0, 2.0), "Q": (2.45, 2.0), "R": (2.225, 2.39)}
-    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
-    for k in range(50):
-        carrier = {"p": "P", "q": "Q", "r": "R"} if k < 30 else {"p": "Q", "q": "R", "r": "P"}
-        frames.append((T0 + k * FRAME_S, [(tid, *pos[who]) for tid, who in carrier.items()]))
-    _feed(book, frames)
+    _feed(book, [(T0 + k * FRAME_S, [(tid, *pos[who]) for tid, who in carrier(k).items()]) for k in range(50)])
     follows = {}
     for nonce in "abc":
         last = book.last_seen(book.visits[nonce].people[0])
         assert last is not None
         x, y = last.last_xy
         follows[nonce] = min(pos, key=lambda who: np.hypot(x - pos[who][0], y - pos[who][1]))
-    assert follows == {"a": "P", "b": "Q", "c": "R"}
+    return follows
+
+
+def test_ids_passed_round_three_shoppers_standing_together_are_handed_back() -> None:
+    """Regression (adversarial seed 4): three shoppers on their own passes stand close together at
+    one shelf and, in one frame, the tracker passes their ids round (P gets Q's place, Q R's, R
+    P's). No trade between two explains it, so each visit went on following someone else."""
+    after = {"p": "Q", "q": "R", "r": "P"}
+    assert _three_standing_together(lambda k: {"p": "P", "q": "Q", "r": "R"} if k < 30 else after) == {
+        "a": "P", "b": "Q", "c": "R"}
 
 
 
@@ -301,24 +306,11 @@ def test_ids_passed_round_three_shoppers_while_one_of_them_is_missed_are_handed_
     their ids round (P gets R's id, Q P's, R Q's) in a frame where it misses R. Only two points
     show, so neither the round of three nor a trade between two explained them; R's id, handed
     to P's visit by the jump rule, then followed R as P."""
-    book = _book()
-    for nonce, tid in (("a", "p"), ("b", "q"), ("c", "r")):
-        _enter(book, nonce, T0, tid)
-    pos = {"P": (2.0, 2.0), "Q": (2.45, 2.0), "R": (2.225, 2.39)}
-    frames: list[tuple[float, list[tuple[str, float, float]]]] = []
-    for k in range(50):
+    def carrier(k: int) -> dict[str, str]:
         if k < 30:
-            carrier = {"p": "P", "q": "Q", "r": "R"}
-        elif k == 30:
-            carrier = {"r": "P", "p": "Q"}  # R is missed
-        else:
-            carrier = {"r": "P", "p": "Q", "q": "R"}
-        frames.append((T0 + k * FRAME_S, [(tid, *pos[who]) for tid, who in carrier.items()]))
-    _feed(book, frames)
-    follows = {}
-    for nonce in "abc":
-        last = book.last_seen(book.visits[nonce].people[0])
-        assert last is not None
-        x, y = last.last_xy
-        follows[nonce] = min(pos, key=lambda who: np.hypot(x - pos[who][0], y - pos[who][1]))
-    assert follows == {"a": "P", "b": "Q", "c": "R"}
+            return {"p": "P", "q": "Q", "r": "R"}
+        if k == 30:
+            return {"r": "P", "p": "Q"}  # R is missed
+        return {"r": "P", "p": "Q", "q": "R"}
+
+    assert _three_standing_together(carrier) == {"a": "P", "b": "Q", "c": "R"}

@@ -6,17 +6,30 @@ import pytest
 from shopkit import T0, Script
 
 
-def test_a_palm_lifted_from_the_partner_plate_just_before_a_pick_is_not_part_of_the_pick() -> None:
-    # Water stands across p6 and p7. A palm rests on p7 and lifts; two seconds later a bottle that
-    # stood on p6 alone is taken. p7 did not move across the pick, so the pick weighs one bottle.
+def _pick_beside_a_palm_weighs_one_bottle(palm: tuple[float, float], seconds: int) -> None:
+    """Water stands across p6 and p7. A bottle that stood on p6 alone is taken at T0 + 10 s while a
+    palm of 700 g rests on p7 over `palm` (seconds after T0). p7 did not move across the pick, so
+    the pick weighs one bottle and p7 has no part in it."""
     s = Script.shop()
-    s.hands["g1.s1.p7"] = [(T0 + 3.0, T0 + 7.5, 700.0)]
+    s.hands["g1.s1.p7"] = [(T0 + palm[0], T0 + palm[1], 700.0)]
     s.change("g1.s1.p6", T0 + 10.0, -1040.0, press=(0.6, 150.0))
-    events = s.shelf_events(16, partners=True)
+    events = s.shelf_events(seconds, partners=True)
     picks = [e for e in events if e.delta_g < -100]
     assert len(picks) == 1
     assert picks[0].delta_g == pytest.approx(-1040.0, abs=3.0)
     assert all(abs(c.delta_g) < 3.0 for c in picks[0].changes if c.sensor == "g1.s1.p7")
+
+
+def test_a_palm_lifted_from_the_partner_plate_just_before_a_pick_is_not_part_of_the_pick() -> None:
+    # the palm lifts two seconds before the pick
+    _pick_beside_a_palm_weighs_one_bottle((3.0, 7.5), 16)
+
+
+def test_a_palm_resting_on_the_partner_plate_just_after_a_pick_is_not_weighed_as_part_of_it() -> None:
+    """Half a second after the pick a palm comes to rest on p7 for a few seconds. The pick is
+    released once p7 is still again, and p7's readings under the palm are not its level after the
+    pick (before, the palm was read as 700 g set down on p7 and weighed to a fraction of a gram)."""
+    _pick_beside_a_palm_weighs_one_bottle((10.5, 15.0), 22)
 
 
 def test_a_neighbours_take_and_return_around_a_pick_does_not_stretch_the_picks_moment() -> None:

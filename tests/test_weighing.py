@@ -123,21 +123,6 @@ def test_a_plate_changes_standard_error_must_be_finite_and_not_negative(bad: flo
         PlateChange("p1", -300.0, 1.0, delta_sd_g=bad)
 
 
-def test_a_palm_resting_on_the_partner_plate_just_after_a_pick_is_not_weighed_as_part_of_it() -> None:
-    """Water stands across p6 and p7. A bottle that stood on p6 alone is taken; half a second later a
-    palm comes to rest on p7 for a few seconds. The pick is released once p7 is still again, and
-    p7's readings under the palm are not its level after the pick: it did not move (before, the
-    palm was read as 700 g set down on p7 and weighed to a fraction of a gram)."""
-    s = Script.shop()
-    s.hands["g1.s1.p7"] = [(T0 + 10.5, T0 + 15.0, 700.0)]
-    s.change("g1.s1.p6", T0 + 10.0, -1040.0, press=(0.6, 150.0))
-    events = s.shelf_events(22, partners=True)
-    picks = [e for e in events if e.delta_g < -100]
-    assert len(picks) == 1
-    assert picks[0].delta_g == pytest.approx(-1040.0, abs=3.0)
-    assert all(abs(c.delta_g) < 3.0 for c in picks[0].changes if c.sensor == "g1.s1.p7")
-
-
 def test_a_palm_resting_on_the_partner_plate_across_two_changes_is_read_into_neither() -> None:
     """A palm rests on p7 for eight seconds; meanwhile p6, its partner, settles twice (its share of
     the palm, then the palm's lifting). p7's readings under the palm are neither its level after
