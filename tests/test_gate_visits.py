@@ -314,3 +314,37 @@ def test_ids_passed_round_three_shoppers_while_one_of_them_is_missed_are_handed_
         return {"r": "P", "p": "Q", "q": "R"}
 
     assert _three_standing_together(carrier) == {"a": "P", "b": "Q", "c": "R"}
+
+
+def _found_again_while_a_newcomer_vanished(newcomer_seen_outside: bool) -> VisitBook:
+    """a walks in and stands 2.5 m inside; the tracker loses a at T0 + 5 s. b's pass is accepted at
+    T0 + 5 s and (if `newcomer_seen_outside`) b is seen waiting outside the entry, then lost too.
+    At T0 + 8 s a new track turns up where a was standing."""
+    book = _book()
+    _enter(book, "a", T0)
+    paths = {
+        "t1": _line(T0, T0 + 3.0, (1.0, -0.5), (2.5, 2.5)) + _line(T0 + 3.0, T0 + 5.0, (2.5, 2.5), (2.5, 2.5)),
+        "t3": _line(T0 + 8.0, T0 + 10.0, (2.6, 2.4), (3.0, 2.4)),
+    }
+    if newcomer_seen_outside:
+        paths["t2"] = _line(T0 + 5.2, T0 + 5.7, (1.0, -0.6), (1.0, -0.5))
+    _enter(book, "b", T0 + 5.0)
+    _feed(book, _frames(paths))
+    return book
+
+
+def test_a_shopper_found_again_while_a_newcomer_vanished_at_the_entry_may_be_either() -> None:
+    """Regression (adversarial seed 7): a newcomer who had shown a pass was lost outside the entry
+    and turned up as a new track deep inside, where the party's shopper the tracker had just lost
+    was standing; the track was taken for the party's shopper without doubt, and the newcomer's
+    picks were charged to the party. Distance cannot tell them apart (the lost shopper was right
+    there; the newcomer had time to walk in), so the found track's person may be of either visit."""
+    book = _found_again_while_a_newcomer_vanished(newcomer_seen_outside=True)
+    assert book.owner["t3"] == ("a", 0)
+    assert book.visits["a"].people[0].also == ("b",)
+
+
+def test_a_shopper_found_again_with_nobody_vanished_at_the_entry_is_not_in_doubt() -> None:
+    book = _found_again_while_a_newcomer_vanished(newcomer_seen_outside=False)
+    assert book.owner["t3"] == ("a", 0)
+    assert book.visits["a"].people[0].also == ()

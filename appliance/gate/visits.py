@@ -639,6 +639,27 @@ class VisitBook:
                 return True
         return False
 
+    def _doubt_stitch(self, h: TrackHistory, visit: Visit, person: int) -> None:
+        """New track `h`, found inside, was taken for a shopper the tracker had lost. If someone who
+        had just shown a pass at the entry vanished outside it meanwhile and could have walked
+        here, `h` may as well be that newcomer crossing unseen: which of the two it is, the floor
+        cannot tell, so the person is marked as possibly of the newcomer's visit too (their picks
+        go to review rather than to a guess)."""
+        if self._lost_outside(h) is None:
+            return
+        for other in self._awaiting(h.first_t):
+            if other is visit or other.entered > h.first_t:
+                continue
+            since = other.entered - EARLY_CROSSING_S
+            if not any(tid != h.track and u.t and u.last_t >= since and self._near_entry(u.last_xy, inside=False)
+                       for tid, u in self.unbound.items()):
+                continue
+            who = visit.people[person]
+            if other.nonce not in who.also:
+                who.also = (*who.also, other.nonce)
+                logger.info("a shopper found again may instead be a newcomer missed at the entry")
+            return
+
     def _place(self, h: TrackHistory) -> None:
         """Bind an unbound track: the next people across the entry belong to the oldest pass with
         room; a track that starts anywhere else continues someone the tracker lost."""
@@ -670,6 +691,7 @@ class VisitBook:
                     self._postponed[h.track] = crossed
                     return
                 self._bind(h.track, scored[1], scored[2])
+                self._doubt_stitch(h, scored[1], scored[2])
                 return
             self.unbound[h.track] = h
         if h.track not in self.unbound:
@@ -683,6 +705,7 @@ class VisitBook:
             lost = self._lost_person(h)
             if lost is not None:
                 self._bind(h.track, lost[0], lost[1])
+                self._doubt_stitch(h, lost[0], lost[1])
                 return
         if crossed is not None:
             self.crossed[h.track] = crossed
