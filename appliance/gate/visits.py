@@ -645,15 +645,15 @@ class VisitBook:
         here, `h` may as well be that newcomer crossing unseen: which of the two it is, the floor
         cannot tell, so the person is marked as possibly of the newcomer's visit too (their picks
         go to review rather than to a guess)."""
-        if self._lost_outside(h) is None:
+        vanished = [u.last_t for tid, u in self.unbound.items() if tid != h.track and u.t
+                    and self._near_entry(u.last_xy, inside=False) and self._continuation(u, h) is not None]
+        if not vanished:
             return
         for other in self._awaiting(h.first_t):
             if other is visit or other.entered > h.first_t:
                 continue
-            since = other.entered - EARLY_CROSSING_S
-            if not any(tid != h.track and u.t and u.last_t >= since and self._near_entry(u.last_xy, inside=False)
-                       for tid, u in self.unbound.items()):
-                continue
+            if max(vanished) < other.entered - EARLY_CROSSING_S:
+                continue  # whoever vanished there left before this pass was shown
             who = visit.people[person]
             if other.nonce not in who.also:
                 who.also = (*who.also, other.nonce)
