@@ -104,9 +104,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from appliance.sim.recording import RecordingError, read_recording
 
     out = Path(args.out)
-    if out.is_dir() or (out.parent.exists() and not os.access(out.parent, os.W_OK)):
-        raise CliError(f"cannot write receipts to {out}: " + ("it is a folder" if out.is_dir() else
-                                                              "its folder is not writable"))
+    if out.is_dir():
+        raise CliError(f"cannot write receipts to {out}: it is a folder")
+    if out.parent.exists() and not os.access(out.parent, os.W_OK):
+        raise CliError(f"cannot write receipts to {out}: its folder is not writable")
     try:
         rec = read_recording(args.recording)
         result = replay(rec, args.level, progress=_progress("replay") if sys.stderr.isatty() else None)

@@ -28,7 +28,8 @@ def register(commands: Any, bench: Any) -> None:
                    help="also film the shop: ceiling cameras in store.toml, video/ and detections.csv (slow)")
     p.add_argument("--cameras", type=whole(1), default=2, help="how many cameras with --video (default 2)")
     p.add_argument("--fps", type=number(0, above=True), default=8.0, help="frames per second with --video (default 8)")
-    p.add_argument("out", help="the recording folder to write (replaced atomically if it exists)")
+    p.add_argument("out", help="the recording folder to write (an earlier recording there is replaced atomically; "
+                   "a folder holding anything else is refused)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("show", help="draw a recording as a PNG: the floor with tracks, plates around each event")

@@ -393,7 +393,10 @@ class VisitBook:
             pred = _predict(self.motion(tid))
             if pred is not None:
                 preds[tid] = pred
-        done = self._repair_rotations(bound + loose, preds, self._missed_this_frame())
+        # People missed in this frame, by their newest track: a repair below that hands on their id
+        # also puts that track in `done`, so the list holds for every check of the frame.
+        missed = self._missed_this_frame()
+        done = self._repair_rotations(bound + loose, preds, missed)
         pairs = list(itertools.combinations(bound, 2)) + [(a, u) for a in bound for u in loose]
         for a, b in pairs:
             if a in done or b in done or a not in preds or b not in preds:
@@ -412,7 +415,7 @@ class VisitBook:
                 done.update((a, b))
         # One id jumped onto where someone else should be while that someone missed this frame:
         # the tracker gave their id away; from now on each id continues the other person.
-        others = self._missed_this_frame()
+        others = missed
         # An id back after a long gap counts the same way: it reappears where its own person may
         # have wandered to, but right where a person who vanished this frame was heading.
         for a in bound:
@@ -495,17 +498,18 @@ class VisitBook:
                     if t not in placed and math.dist(here, preds[t][:2]) <= SWAP_NEAR_M:
                         placed.add(t)
                         group.append(t)
+            if len(group) < 2:
+                continue
             seen = [self.memory.tracks[t].last_xy for t in group]
             options: list[tuple[float, int, list[str], tuple[int, ...]]] = []
             # (only among shoppers: someone bound to no pass may be a reflection, gone for good)
-            around = [m for m in absent if m not in done and m in self.owner
-                      and any(math.dist(absent[m], preds[t][:2]) <= SWAP_NEAR_M for t in group)]
-            if any(t not in self.owner for t in group):
-                around = []
-            extras: list[list[str]] = [[]] + [[m] for m in around]
+            around = [] if any(t not in self.owner for t in group) else [
+                m for m in absent if m not in done and m in self.owner
+                and any(math.dist(absent[m], preds[t][:2]) <= SWAP_NEAR_M for t in group)]
+            extras: list[list[str]] = [[], *([m] for m in around)]
             for extra in extras:
                 members = group + extra
-                if len(group) < 2 or not 3 <= len(members) <= ROTATION_MAX:
+                if not 3 <= len(members) <= ROTATION_MAX:
                     continue
                 where = [preds[t][:2] for t in group] + [absent[m] for m in extra]
 
@@ -515,6 +519,7 @@ class VisitBook:
                     return sum(math.dist(seen[i], where[order[i]]) ** 2 for i in range(len(seen)))
 
                 keep = cost(tuple(range(len(members))))
+
                 def fewest_moved(order: tuple[int, ...], cost: Callable[[tuple[int, ...]], float] = cost
                                  ) -> tuple[float, int]:
                     return cost(order), sum(i != j for i, j in enumerate(order))
@@ -523,8 +528,9 @@ class VisitBook:
                 moved = [i for i, j in enumerate(best) if i != j]
                 if len(moved) < 3 or len({self.owner.get(members[i]) for i in moved}) < 2:
                     continue  # a trade between two is the pairwise check's (or the jump rule's)
-                if keep > SWAP_MIN_COST_M2 and cost(best) < SWAP_RATIO * keep:
-                    options.append((cost(best), len(extra), members, best))
+                fit = cost(best)
+                if keep > SWAP_MIN_COST_M2 and fit < SWAP_RATIO * keep:
+                    options.append((fit, len(extra), members, best))
             if options:
                 _cost, _n, members, best = min(options, key=lambda o: (o[0], o[1]))
                 moved = [i for i, j in enumerate(best) if i != j]

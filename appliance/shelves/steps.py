@@ -241,15 +241,14 @@ class StepDetector:
             self.level[qids] = level[q] + a_level * (means[q] - level[q])
             rms = np.clip(np.sqrt(ms), NOISE_FLOOR_G, NOISE_CEIL_G)
             self.noise[qids] = np.sqrt((1 - a_noise) * self.noise[qids] ** 2 + a_noise * rms**2)
-            # The level's own error relaxes towards that of a running mean over about 2 * tau of
-            # readings, a few independent per second.
+            # The level averages about 2 * tau seconds of readings, a few independent per second:
+            # that is its error once settled, and its own error relaxes towards it.
+            level_error = self.noise[qids] / np.sqrt(np.maximum(1.0, 2.0 * tau_level * INDEPENDENT_PER_S))
             keep = (1.0 - a_level) ** 2
-            steady_var = self.noise[qids] ** 2 / np.maximum(1.0, 2.0 * tau_level * INDEPENDENT_PER_S)
-            self.level_var[qids] = keep * self.level_var[qids] + (1.0 - keep) * steady_var
+            self.level_var[qids] = keep * self.level_var[qids] + (1.0 - keep) * level_error**2
             anchor = np.where(warming[q] | np.isnan(self.anchor[qids]), self.level[qids], self.anchor[qids])
             self.anchor[qids] = anchor + (1.0 - np.exp(-span / ANCHOR_TAU_S)) * (self.level[qids] - anchor)
-            # The level averages about 2 * LEVEL_TAU_S seconds of readings, a few independent per second.
-            level_error = self.noise[qids] / math.sqrt(2.0 * LEVEL_TAU_S * INDEPENDENT_PER_S)
+            # (only plates past warming up are compared: their tau is LEVEL_TAU_S)
             parted = np.abs(self.level[qids] - self.anchor[qids]) > np.maximum(
                 SLOW_STEP_MIN_G, SIGNIFICANT_SIGMA * level_error)
             for s in qids[parted & ~warming[q]]:

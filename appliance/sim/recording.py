@@ -472,10 +472,11 @@ def check_destination(dest: str | Path) -> None:
         raise DestinationTakenError(f"{dest}: exists and is not a recording folder; choose another place or remove it")
     entries = {e.name for e in dest.iterdir()}
     foreign = sorted(entries - RECORDING_ENTRIES)
-    if foreign or (entries and "store.toml" not in entries):
-        named = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "") if foreign else "no store.toml"
-        raise DestinationTakenError(f"{dest}: holds things that are not a recording ({named}); it is not replaced: "
-                               "choose another place or remove it")
+    if not foreign and (not entries or "store.toml" in entries):
+        return
+    named = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+    raise DestinationTakenError(f"{dest}: holds things that are not a recording ({named or 'no store.toml'}); "
+                                "it is not replaced: choose another place or remove it")
 
 
 @dataclass(slots=True)
