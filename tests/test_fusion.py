@@ -252,3 +252,23 @@ def test_a_pick_is_decided_and_its_receipt_ready_while_a_plate_out_of_its_takers
     _, charged = s.run(T0, T0 + 45)
     assert charged == {"QQQQQQQQQQQQQQQQQQQQQQ": {"cola": 1}, "RRRRRRRRRRRRRRRRRRRRRR": {}}
     assert s.ready_at["QQQQQQQQQQQQQQQQQQQQQQ"] <= T0 + 20.5  # nobody who could share it was at the busy plate
+
+
+def test_a_shopper_in_doubt_between_their_visit_and_one_that_has_left_is_charged_to_their_own():
+    """Regression: a person bound without knowing which of two visits is theirs (here, two people
+    already inside when tracking began) took something after the other visit had left and been
+    receipted. Their doubt still named the gone visit, whose cart no longer exists: the pick
+    went to it and the loop failed. Only visits still in the shop can have taken it."""
+    s = Script.shop()
+    s.enter("ZZZZZZZZZZZZZZZZZZZZZZ", T0 + 1)
+    s.enter("AAAAAAAAAAAAAAAAAAAAAA", T0 + 2)
+    # both already inside when tracking begins at T0 + 4: t1 is taken for the earlier pass,
+    # possibly the later one; t2 for the later pass, who leaves at T0 + 12
+    s.walk("t1", [(T0 + 4, 1.05, 3.45), (T0 + 26, 1.05, 3.45), (T0 + 30, 2.5, 0.2), (T0 + 31, 2.5, -0.5)])
+    s.walk("t2", [(T0 + 4, 3.0, 2.0), (T0 + 11, 2.5, 0.2), (T0 + 12, 2.5, -0.5)])
+    s.leave(T0 + 12)
+    s.change("g1.s1.p1", T0 + 20, -521.0)
+    s.leave(T0 + 30)
+    floor, charged = s.run(T0, T0 + 40)
+    assert floor.book.closed[0].nonce == "AAAAAAAAAAAAAAAAAAAAAA"
+    assert charged == {"AAAAAAAAAAAAAAAAAAAAAA": {}, "ZZZZZZZZZZZZZZZZZZZZZZ": {"cola": 1}}

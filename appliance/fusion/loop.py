@@ -291,10 +291,12 @@ class ShopFloor:
                     if hs is not None and (hand is None or hs > hand):
                         hand, point = hs, hp
                 if body > 0 or (hand is not None and hand > HAND_SEEN):
-                    if person.also:
-                        # Bound without knowing to which of several visits: their share of each.
-                        share = 1.0 / (1 + len(person.also))
-                        for k, other in enumerate((visit.nonce, *person.also)):
+                    # Bound without knowing to which of several visits: their share of each still
+                    # in the shop (one that has left and been receipted took nothing now).
+                    also = [other for other in person.also if other in self.carts]
+                    if also:
+                        share = 1.0 / (1 + len(also))
+                        for k, other in enumerate((visit.nonce, *also)):
                             out.append(Reach(other, -1 - k if k else i, body * share, hand, point))
                     else:
                         out.append(Reach(visit.nonce, i, body, hand, point))
