@@ -348,3 +348,30 @@ def test_a_shopper_found_again_with_nobody_vanished_at_the_entry_is_not_in_doubt
     book = _found_again_while_a_newcomer_vanished(newcomer_seen_outside=False)
     assert book.owner["t3"] == ("a", 0)
     assert book.visits["a"].people[0].also == ()
+
+
+def test_a_party_leaving_together_when_the_gate_names_the_first_one_both_leave() -> None:
+    """Regression (rush seed 4): a party of two walked out one after the other. The exit gate named
+    the first one's track; that track then crossed the exit line, and its crossing was kept as if
+    someone were still to leave. The gate's next exit (the second member) was matched to it, the
+    second member was never marked as gone, and the visit stayed open (no receipt, no charge)
+    until the box stopped."""
+    book = _book()
+    book.entry(GateEvent(T0, "entry", make_pass("a", T0), ""), _claims("a", party=2))
+    paths = {
+        "t1": _line(T0, T0 + 2.0, (1.0, -0.5), (1.0, 1.0)) + _line(T0 + 2.0, T0 + 8.0, (1.0, 1.0), (2.5, 1.5))
+        + _line(T0 + 8.0, T0 + 11.0, (2.5, 1.5), (2.5, -0.5)),
+        "t2": _line(T0 + 0.5, T0 + 2.5, (1.2, -0.5), (1.2, 1.0)) + _line(T0 + 2.5, T0 + 8.5, (1.2, 1.0), (2.7, 1.5))
+        + _line(T0 + 8.5, T0 + 12.0, (2.7, 1.5), (2.7, -0.5)),
+    }
+    frames = _frames(paths)
+    exits = [GateEvent(T0 + 10.0, "exit", "", "t1"), GateEvent(T0 + 10.9, "exit", "", "")]
+    for t, rows in frames:
+        while exits and exits[0].t <= t:
+            book.exit(exits.pop(0))
+        _feed(book, [(t, rows)])
+    book.tick(T0 + 20.0)
+    assert book.owner["t1"] == ("a", 0) and book.owner["t2"] == ("a", 1)
+    visit = book.visits["a"]
+    assert [p.left for p in visit.people] == [T0 + 10.0, T0 + 10.9]
+    assert visit.left == T0 + 10.9

@@ -325,6 +325,8 @@ class VisitBook:
     def _crossed_out(self, owned: tuple[str, int], t: float) -> None:
         """A shopper's track crossed the exit line outward."""
         visit = self.visits[owned[0]]
+        if visit.people[owned[1]].left is not None:
+            return  # the gate already named them leaving: no exit of the gate is still theirs
         if not self.exits_from_gate:
             self._leave(visit, owned[1], t)
             return
@@ -731,8 +733,10 @@ class VisitBook:
         named = self.alias.get(event.track, event.track)
         if event.track and named in self.owner and self.owner[named][0] in self.visits:
             nonce, person = self.owner[named]
-            return self._leave(self.visits[nonce], person, event.t)
-        seen = [c for c in self._crossings if abs(c[0] - event.t) <= EXIT_MATCH_S and c[1][0] in self.visits]
+            if self.visits[nonce].people[person].left is None:
+                return self._leave(self.visits[nonce], person, event.t)
+        seen = [c for c in self._crossings if abs(c[0] - event.t) <= EXIT_MATCH_S and c[1][0] in self.visits
+                and self.visits[c[1][0]].people[c[1][1]].left is None]
         if seen:
             self._crossings.remove(seen[0])
             return self._leave(self.visits[seen[0][1][0]], seen[0][1][1], event.t)
