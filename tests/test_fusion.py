@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from shopkit import T0, Script
+from shopkit import T0, Script, store_raw
+
+from appliance.config import parse_config
 
 
 def _shopper(s: Script, track: str, x: float, t_in: float, t_at: float, t_out: float) -> None:
@@ -272,3 +274,20 @@ def test_a_shopper_in_doubt_between_their_visit_and_one_that_has_left_is_charged
     floor, charged = s.run(T0, T0 + 40)
     assert floor.book.closed[0].nonce == "AAAAAAAAAAAAAAAAAAAAAA"
     assert charged == {"AAAAAAAAAAAAAAAAAAAAAA": {}, "ZZZZZZZZZZZZZZZZZZZZZZ": {"cola": 1}}
+
+
+def test_a_shopper_lost_for_good_without_an_exit_is_charged_once_the_unseen_limit_passes():
+    """The floor lost a shopper for good inside the shop and the gate counted no exit for them
+    (they slipped out behind someone else). After `gone_unseen_s` they are taken to have left as of
+    when they were last seen, and their visit is receipted and charged while the box runs, rather
+    than staying open until it stops."""
+    raw = store_raw()
+    raw["gate"] = {"gone_unseen_s": 60.0}
+    s = Script(parse_config(raw))
+    s.enter("AAAAAAAAAAAAAAAAAAAAAA", T0 + 1)
+    s.walk("t1", [(T0 + 1, 1.0, 0.3), (T0 + 6, 1.05, 3.45), (T0 + 15, 1.05, 3.45)])
+    s.change("g1.s1.p1", T0 + 9, -521.0)
+    floor, charged = s.run(T0, T0 + 90)
+    assert charged == {"AAAAAAAAAAAAAAAAAAAAAA": {"cola": 1}}
+    assert T0 + 75 <= s.ready_at["AAAAAAAAAAAAAAAAAAAAAA"] <= T0 + 77, "ready 60 s after last seen, not at the end"
+    assert abs(floor.book.closed[0].people[0].left - (T0 + 15)) <= 0.2

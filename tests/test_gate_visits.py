@@ -375,3 +375,33 @@ def test_a_party_leaving_together_when_the_gate_names_the_first_one_both_leave()
     visit = book.visits["a"]
     assert [p.left for p in visit.people] == [T0 + 10.0, T0 + 10.9]
     assert visit.left == T0 + 10.9
+
+
+def test_a_party_whose_only_member_seen_has_left_closes_once_nobody_else_can_join() -> None:
+    """A pass for two, one person came in and walked out before the bind window was over; the
+    second never came. Once the window is over nobody can still join: the visit closes then
+    (before, it stayed open, uncharged, until the box stopped)."""
+    book = _book()
+    book.entry(GateEvent(T0, "entry", make_pass("a", T0), ""), _claims("a", party=2))
+    walk = _line(T0, T0 + 2.0, (1.0, -0.5), (1.0, 1.0)) + _line(T0 + 2.0, T0 + 6.0, (1.0, 1.0), (2.5, -0.5))
+    frames = _frames({"t1": walk})
+    exits = [GateEvent(T0 + 5.0, "exit", "", "")]
+    for t, rows in frames:
+        while exits and exits[0].t <= t:
+            book.exit(exits.pop(0))
+        _feed(book, [(t, rows)])
+    book.tick(T0 + 20.0)
+    assert book.visits["a"].people[0].left is not None
+    assert book.visits["a"].left is None, "a second member may still come in"
+    book.tick(T0 + 31.0)
+    assert book.visits["a"].left == book.visits["a"].people[0].left
+    assert [v.nonce for v in book.leaving()] == ["a"]
+
+
+def test_a_pass_nobody_came_in_on_closes_empty_after_the_unseen_limit() -> None:
+    book = _book()
+    _enter(book, "a", T0)
+    book.tick(T0 + 899.0)
+    assert book.visits["a"].left is None
+    book.tick(T0 + 901.0)
+    assert book.visits["a"].left == T0 + 901.0

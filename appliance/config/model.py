@@ -169,6 +169,11 @@ class GateSettings:
         600.0, help="how long a visit's charge waits for the review queue before leaving uncertain lines "
         "out", min=0.0, max=86400.0, unit="s",
     )
+    gone_unseen_s: float = setting(
+        900.0, help="a shopper the floor has not seen for this long is taken to have left, so their visit "
+        "closes and is charged even when no exit was matched to them; keep it longer than the tracker keeps "
+        "a hidden person ([vision] keep_inside_s)", min=60.0, max=86400.0, unit="s",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -111,6 +111,7 @@ class Person:
     tracks: list[str]
     left: float | None = None
     also: tuple[str, ...] = ()  # other visits this person may belong to, when binding could not tell
+    seen: float = -math.inf  # when the floor last reported any of their tracks
 
 
 @dataclass(slots=True)
@@ -314,6 +315,8 @@ class VisitBook:
             owned = self.owner.get(internal)
             if owned is None:
                 return
+        if owned[0] in self.visits:
+            self.visits[owned[0]].people[owned[1]].seen = p.t
         if len(h.t) >= 2 and owned[0] in self.visits:
             step = crosses((h.x[-2], h.y[-2]), (h.x[-1], h.y[-1]), self._exit)
             if step != 0 and step != self._inside_exit:
@@ -338,8 +341,33 @@ class VisitBook:
             self._crossings.append((t, owned))
 
     def tick(self, now: float) -> None:
-        """Time passes without track points: settle exits that waited long enough."""
+        """Time passes without track points: settle exits that waited long enough, and give up on
+        shoppers not seen for `gone_unseen_s`."""
         self._expire_pending(now)
+        self._give_up_unseen(now)
+
+    def _give_up_unseen(self, now: float) -> None:
+        """Close what nothing more can happen to. A shopper the floor has not reported for
+        `gone_unseen_s` has left unnoticed (an exit the gate counted that nobody was seen walking
+        out for, or one the gate missed): they leave as of when they were last seen. A visit whose
+        people have all left closes once nobody else can still join it (the bind window is over),
+        and a pass nobody came in on closes empty after `gone_unseen_s`. Otherwise such visits
+        would stay open, uncharged, until the box stops."""
+        limit = self.config.gate.gone_unseen_s
+        for visit in self.visits.values():
+            if visit.left is not None:
+                continue
+            for i, person in enumerate(visit.people):
+                seen = max(person.seen, visit.entered)
+                if person.left is None and now - seen > limit:
+                    logger.warning("a shopper not seen for %.0f s is taken to have left", limit)
+                    self._leave(visit, i, seen)
+            if visit.people and all(p.left is not None for p in visit.people):
+                if now - visit.entered > self.bind_window_s:
+                    visit.left = max(p.left for p in visit.people if p.left is not None)
+            elif not visit.people and now - visit.entered > limit:
+                logger.warning("a pass nobody was seen coming in on is closed after %.0f s", limit)
+                visit.left = now
 
     def _expire_pending(self, now: float) -> None:
         """Exits nobody was seen walking out for: give them to whoever is nearest the exit."""
