@@ -40,6 +40,8 @@ def _with(change: Any) -> dict[str, Any]:
         (lambda r: r["stock"][0].update(sku="fanta"), "stock[0].sku", "no product 'fanta'"),
         (lambda r: r["issuers"]["demo-pay"].update(public_key="abc"), "issuers.demo-pay.public_key", "32-byte"),
         (lambda r: r["shelves"] if False else r.update(shelves={"settle_s": 0.01}), "shelves.settle_s", ">= 0.1"),
+        (lambda r: r.update(vision={"keep_inside_s": 1200.0}), "gate.gone_unseen_s", "not longer than vision"),
+        (lambda r: r.update(gate={"gone_unseen_s": 300.0}), "gate.gone_unseen_s", "not longer than vision"),
     ],
 )
 def test_a_bad_setting_is_named_with_its_path_and_fix(change: Any, path: str, words: str) -> None:

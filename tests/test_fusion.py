@@ -283,6 +283,7 @@ def test_a_shopper_lost_for_good_without_an_exit_is_charged_once_the_unseen_limi
     than staying open until it stops."""
     raw = store_raw()
     raw["gate"] = {"gone_unseen_s": 60.0}
+    raw["vision"] = {"keep_inside_s": 30.0}
     s = Script(parse_config(raw))
     s.enter("AAAAAAAAAAAAAAAAAAAAAA", T0 + 1)
     s.walk("t1", [(T0 + 1, 1.0, 0.3), (T0 + 6, 1.05, 3.45), (T0 + 15, 1.05, 3.45)])

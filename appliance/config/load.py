@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from appliance.config.model import Sensor, StoreConfig
+from appliance.config.model import GateSettings, Sensor, StoreConfig, VisionSettings
 from appliance.config.schema import ConfigError, ConfigIssue, build
 
 
@@ -169,6 +169,14 @@ def cross_check(raw: Any) -> list[ConfigIssue]:
         square = isinstance(rows, list) and len(rows) == 3 and all(_numbers(r, 3) for r in rows)
         if square and abs(np.linalg.det(np.array(rows, dtype=float))) < 1e-12:
             bad(f"cameras[{i}].image_to_floor", "the matrix is singular; recompute it from four floor points")
+
+    gone = _table(raw, "gate").get("gone_unseen_s", GateSettings().gone_unseen_s)
+    hidden = _table(raw, "vision").get("keep_inside_s", VisionSettings().keep_inside_s)
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (gone, hidden))
+    if numbers and gone <= hidden:
+        bad("gate.gone_unseen_s", f"{gone} s is not longer than vision.keep_inside_s ({hidden} s): a shopper "
+            "hidden from the cameras that long would be taken to have left while the tracker still waits for "
+            "them; make it longer")
 
     for name, issuer in _table(raw, "issuers").items():
         key_text = issuer.get("public_key") if isinstance(issuer, dict) else None
