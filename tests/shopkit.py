@@ -152,9 +152,10 @@ class Script:
                 out.append(TrackPoint(round(float(t), 3), track, x, y, hand))
         return sorted(out, key=lambda p: (p.t, p.track))
 
-    def run(self, t0: float, t1: float) -> tuple[ShopFloor, dict[str, dict[str, int]]]:
+    def run(self, t0: float, t1: float, keep_log_s: float | None = None,
+            ) -> tuple[ShopFloor, dict[str, dict[str, int]]]:
         """Run the loop over [t0, t1); returns it and each visit's charged units {nonce: {sku: qty}}."""
-        floor = ShopFloor(self.config, exits_from_gate=any(e.kind == "exit" for e in self.gate))
+        floor = ShopFloor(self.config, exits_from_gate=any(e.kind == "exit" for e in self.gate), keep_log_s=keep_log_s)
         block = self.samples(t0, t1)
         stream = sorted([(e.t, 0, e) for e in self.gate] + [(p.t, 1, p) for p in self.points()],
                         key=lambda x: (x[0], x[1]))

@@ -292,3 +292,31 @@ def test_a_shopper_lost_for_good_without_an_exit_is_charged_once_the_unseen_limi
     assert charged == {"AAAAAAAAAAAAAAAAAAAAAA": {"cola": 1}}
     assert T0 + 75 <= s.ready_at["AAAAAAAAAAAAAAAAAAAAAA"] <= T0 + 77, "ready 60 s after last seen, not at the end"
     assert abs(floor.book.closed[0].people[0].left - (T0 + 15)) <= 0.2
+
+
+def test_a_live_floor_forgets_visits_track_ids_passes_and_its_logs_after_minutes():
+    """Positions, track ids and pass nonces stay in memory for minutes at most (policy:
+    frames_and_tracks, entry_passes). Before, the book kept every closed visit (with its pass's
+    payment token), every track id it had bound and every track bound to nobody for as long as
+    the box ran, and the floor's decision log grew with every shelf event."""
+    s = Script.shop()
+    s.enter("AAAAAAAAAAAAAAAAAAAAAA", T0 + 1)
+    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
+    s.change("g1.s1.p1", T0 + 9, -521.0)
+    s.leave(T0 + 20)
+    s.walk("t9", [(T0 + 2, 1.0, -0.6), (T0 + 8, 1.1, -0.5)])  # stood outside the entry, never came in
+    floor, charged = s.run(T0, T0 + 340, keep_log_s=300.0)
+    assert charged == {"AAAAAAAAAAAAAAAAAAAAAA": {"cola": 1}}
+    book = floor.book
+    assert (book.closed, book.owner, book.alias, book.unbound, book.visits) == ([], {}, {}, {}, {})
+    assert floor.decisions == []
+    assert "AAAAAAAAAAAAAAAAAAAAAA" not in repr(vars(book))
+
+
+def test_a_visit_that_left_no_longer_holds_its_pass_claims():
+    s = Script.shop()
+    s.enter("BBBBBBBBBBBBBBBBBBBBBB", T0 + 1)
+    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
+    s.leave(T0 + 20)
+    floor, _ = s.run(T0, T0 + 30)
+    assert [v.claims for v in floor.book.closed] == [None]

@@ -33,6 +33,7 @@ from appliance.vault import Vault
 from appliance.vault.schedule import RetentionSchedule
 
 logger = logging.getLogger(__name__)
+FLOOR_LOG_KEEP_S = 300.0  # the shop floor's in-memory logs name visits by pass nonce: minutes, like positions
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +197,8 @@ class Appliance:
 
         self.recorder = FloorRecorder(self.vault, products, self.config.store.currency, lambda c: outbox.poke(),
                                       refund_line)
-        floor = ShopFloor(self.config, exits_from_gate=self.source.exits_from_gate, listener=self.recorder)
+        floor = ShopFloor(self.config, exits_from_gate=self.source.exits_from_gate, listener=self.recorder,
+                          keep_log_s=FLOOR_LOG_KEEP_S)
         self.loop = CoreLoop(floor, self.recorder, self._observer)
         self.source.attach(self.recorder.admit)
         if not self.source.replays_from_start:

@@ -143,12 +143,17 @@ class ShopFloor:
     Args:
         config: the store.
         exits_from_gate: whether the exit gate reports leavers (else exit-line crossings count).
+        listener: told of every lasting decision (the live appliance's recorder).
+        keep_log_s: how long the in-memory logs (`decisions`, `restock`, `low_stock`, `refunded`)
+            are kept; None keeps all of them, as replay and the demo need. A live box, whose
+            recorder stores what lasts, keeps minutes: the logs name visits by their pass nonce.
     """
 
     def __init__(self, config: StoreConfig, exits_from_gate: bool = True,
-                 listener: FloorListener | None = None) -> None:
+                 listener: FloorListener | None = None, keep_log_s: float | None = None) -> None:
         self.config = config
         self.listener = listener
+        self.keep_log_s = keep_log_s
         self.planogram = Planogram(config)
         self.steps = StepDetector(config.sensors, config.shelves, stock_partners(config.sensors, config.stock))
         self.memory = FloorMemory()
@@ -205,10 +210,21 @@ class ShopFloor:
         if due:
             self._decide_all(due)
         self.memory.prune(now)
+        self.book.forget(now)
         receipts = self._finish_visits(now, final=False)
         cutoff = now - REFUND_WINDOW_S  # nothing older can come back to a shelf for a refund
         self.closed_carts = {v: c for v, c in self.closed_carts.items() if c[2] >= cutoff}
+        if self.keep_log_s is not None:
+            self._trim_logs(now - self.keep_log_s)
         return receipts
+
+    def _trim_logs(self, cutoff: float) -> None:
+        """Drop log entries from before `cutoff` (see `keep_log_s`)."""
+        if self.decisions and self.decisions[0].event.t_end < cutoff:
+            self.decisions = [d for d in self.decisions if d.event.t_end >= cutoff]
+        self.restock = [a for a in self.restock if a.t >= cutoff]
+        self.low_stock = [a for a in self.low_stock if a.t >= cutoff]
+        self.refunded = {v: r for v, r in self.refunded.items() if v in self.closed_carts}
 
     def finish(self, end: float) -> list[Receipt]:
         """End of input: settle and decide everything, close every visit."""

@@ -816,12 +816,31 @@ class VisitBook:
         return None
 
     def leaving(self) -> list[Visit]:
-        """Visits whose people have all left, removed from the open book."""
+        """Visits whose people have all left, removed from the open book. The pass's claims (its
+        payment token) are dropped here: the vault holds what the charge needs."""
         done = [v for v in self.visits.values() if v.left is not None]
         for v in done:
             del self.visits[v.nonce]
+            v.claims = None
             self.closed.append(v)
         return done
+
+    def forget(self, now: float) -> None:
+        """Forget what is older than the floor's memory: visits closed before then with the track
+        ids that were theirs, and tracks bound to nobody not seen since. Positions, track ids and
+        pass nonces stay in memory for minutes at most (policy: frames_and_tracks, entry_passes)."""
+        cutoff = now - self.memory.keep_s
+        gone = {v.nonce for v in self.closed if v.left is not None and v.left < cutoff}
+        if gone:
+            self.closed = [v for v in self.closed if v.nonce not in gone]
+            dead = {tid for tid, (nonce, _person) in self.owner.items() if nonce in gone}
+            for tid in dead:
+                del self.owner[tid]
+            self.alias = {ext: tid for ext, tid in self.alias.items() if tid not in dead}
+            self._handed_on -= dead
+        self.unbound = {tid: h for tid, h in self.unbound.items() if h.t and h.last_t >= cutoff}
+        self.crossed = {tid: t for tid, t in self.crossed.items() if t >= cutoff}
+        self._postponed = {tid: c for tid, c in self._postponed.items() if tid in self.unbound}
 
     def close_all(self, t: float) -> list[Visit]:
         """End of the recording (or shutdown): everyone still inside is taken to have left at t."""
