@@ -193,6 +193,18 @@ def test_a_pass_used_twice_is_refused_as_replayed() -> None:
     assert code_of(VECTOR_PASS, NOW + 10, cache) == "replayed"
 
 
+def test_a_nonce_is_held_until_its_pass_expires_and_not_longer() -> None:
+    """Policy entry_passes: the nonce is held in memory until the pass expires. Before, expired
+    nonces stayed until a thousand more had been seen (days, in a quiet shop)."""
+    cache = ReplayCache()
+    assert cache.claim("first-nonce", exp=1000, now=900.0)
+    assert cache.claim("second-nonce", exp=1100, now=1000.0)
+    assert len(cache) == 2, "still valid at its expiry second"
+    assert cache.claim("third-nonce", exp=1200, now=1001.0)
+    assert len(cache) == 2
+    assert not cache.claim("second-nonce", exp=1100, now=1050.0)
+
+
 def test_a_refused_pass_does_not_use_up_its_nonce() -> None:
     """A pass refused as not yet valid (a skewed scanner clock) must still work a minute later."""
     cache = ReplayCache()

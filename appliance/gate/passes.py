@@ -176,8 +176,8 @@ class ReplayCache:
     def claim(self, nonce: str, exp: int, now: float) -> bool:
         """Record the nonce; False when it was already used and has not yet expired."""
         with self._lock:
-            if len(self._seen) > 1024:
-                self._seen = {n: e for n, e in self._seen.items() if e > now}
+            # A nonce is held until its pass expires, and not longer (policy: entry_passes).
+            self._seen = {n: e for n, e in self._seen.items() if e >= now}
             if nonce in self._seen:
                 return False
             self._seen[nonce] = exp
