@@ -144,9 +144,10 @@ class ShopFloor:
         config: the store.
         exits_from_gate: whether the exit gate reports leavers (else exit-line crossings count).
         listener: told of every lasting decision (the live appliance's recorder).
-        keep_log_s: how long the in-memory logs (`decisions`, `restock`, `low_stock`, `refunded`)
-            are kept; None keeps all of them, as replay and the demo need. A live box, whose
-            recorder stores what lasts, keeps minutes: the logs name visits by their pass nonce.
+        keep_log_s: how long the in-memory logs (`decisions`, `restock`, `low_stock`) are kept,
+            and `refunded` no longer than its visit's refund window; None keeps all of them, as
+            replay and the demo need. A live box, whose recorder stores what lasts, keeps minutes:
+            the logs name visits by their pass nonce.
     """
 
     def __init__(self, config: StoreConfig, exits_from_gate: bool = True,
@@ -219,7 +220,8 @@ class ShopFloor:
         return receipts
 
     def _trim_logs(self, cutoff: float) -> None:
-        """Drop log entries from before `cutoff` (see `keep_log_s`)."""
+        """Drop log entries from before `cutoff`, and refunds whose refund window is over (see
+        `keep_log_s`)."""
         if self.decisions and self.decisions[0].event.t_end < cutoff:
             self.decisions = [d for d in self.decisions if d.event.t_end >= cutoff]
         self.restock = [a for a in self.restock if a.t >= cutoff]
