@@ -73,6 +73,8 @@ class FloorMemory:
             if h.last_t < cutoff:
                 del self.tracks[tid]
                 continue
+            if h.t[0] >= cutoff:
+                continue
             k = int(np.searchsorted(np.asarray(h.t), cutoff, "left"))
             if k:
                 del h.t[:k], h.x[:k], h.y[:k], h.hand[:k]
