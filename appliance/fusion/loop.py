@@ -254,6 +254,7 @@ class ShopFloor:
         out = [(e.t_start, c.sensor) for e in self.pending for c in e.changes]
         out += [(b.since, self.steps.ids[s]) for s, b in self.steps._busy.items()]
         out += [(st.t_start, self.steps.ids[st.sensor]) for st in self.steps._steps]
+        out += [(st.t_start, self.steps.ids[st.sensor]) for st in self.steps.doubts]
         return out
 
     def _may_still_change(self, visit: Visit, left: float, undecided: Sequence[tuple[float, str]]) -> bool:
