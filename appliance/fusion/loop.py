@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -639,24 +639,46 @@ class ShopFloor:
             return [(float(x), float(y)) for x, y in known[at_plate, :2]]
         return []
 
-    def _by_hand_place(self, event: ShelfEvent, who: Reach, best: Hypothesis,
-                       hyps: Sequence[Hypothesis]) -> Hypothesis:
-        """Among products weight cannot tell apart on one plate, the one where the hand was.
+    def _by_hand_place(self, event: ShelfEvent, who: Reach,
+                       hyps: Sequence[Hypothesis]) -> tuple[Hypothesis, list[Hypothesis]]:
+        """The best of the likeliest hypothesis and those differing from it only in which product it
+        was (same count of one product each, on one plate), once the hand's place along the shelf
+        has weighed in; and every hypothesis with its probability after that.
 
-        Their price and count are the same, so this changes only which product the receipt names
-        (and which facing's stock goes down); with no hand seen, or no `[[stock]] at` for them,
-        the likelier weight stays.
+        Weight alone may not tell them apart: two flavours of one gum, or a 71 g and a 76 g bar on
+        a plate whose scatter is as large as their difference. Where the hand was is evidence of
+        which facing it took from, so their probabilities are shared out again (their total
+        stays) by how well each fits the hand's place. With no hand seen, or no `[[stock]] at` for
+        them, the weight alone decides.
         """
-        group = self._lookalikes(best, hyps)
-        if len(group) < 2:
-            return best
+        best = hyps[0]
         plate = self.sensors[max(event.changes, key=lambda c: abs(c.delta_g)).sensor]
+        group = self._alternatives(best, hyps, plate)
+        if len(group) < 2:
+            return best, list(hyps)
         hands = self._hands_at(who, event, plate)
         fit = place_log_likelihoods([h.items[0].sku for h in group], hands, plate, self.planogram,
                                     self.config.fusion.hand_sd_m)
         if fit is None:
-            return best
-        return max(group, key=lambda h: math.log(max(h.probability, 1e-300)) + fit[h.items[0].sku])
+            return best, list(hyps)
+        top = max(fit.values())
+        weights = {id(h): h.probability * math.exp(fit[h.items[0].sku] - top) for h in group}
+        total, mass = sum(weights.values()), sum(h.probability for h in group)
+        if total <= 0.0:
+            return best, list(hyps)
+        placed = {id(h): replace(h, probability=mass * weights[id(h)] / total) for h in group}
+        best = max(placed.values(), key=lambda h: h.probability)
+        return best, sorted((placed.get(id(h), h) for h in hyps), key=lambda h: -h.probability)
+
+    def _alternatives(self, best: Hypothesis, hyps: Sequence[Hypothesis], plate: Sensor) -> list[Hypothesis]:
+        """The hypotheses the hand's place can choose among: as many units as `best` of one product
+        each, that product standing on `plate` or costing what `best` does."""
+        if len(best.items) != 1 or best.items[0].grams or best.items[0].sku.startswith("foreign:"):
+            return [best]
+        here = set(self.planogram.on_plate.get(plate.id, ()))
+        same = {id(h) for h in self._lookalikes(best, hyps)}
+        return [h for h in hyps if len(h.items) == 1 and not h.items[0].grams and h.items[0].qty == best.items[0].qty
+                and not h.items[0].sku.startswith("foreign:") and (h.items[0].sku in here or id(h) in same)]
 
     def _taken(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
         best = hyps[0]
@@ -690,8 +712,8 @@ class ShopFloor:
             logger.info("an item left a shelf with no shopper near it")
             self._record(event, "ignored: nobody near", "", best)
             return
+        best, hyps = self._by_hand_place(event, who, hyps)
         p_amount = self._amount_confidence(best, hyps)
-        best = self._by_hand_place(event, who, best, hyps)
         goods = [i for i in best.items if not i.sku.startswith("foreign:")]
         confidence = p_amount * who.confidence
         if confidence < self.config.fusion.min_confidence:
