@@ -394,6 +394,22 @@ class ShopFloor:
         return not best.unexplained and any(not i.sku.startswith("foreign:") for i in best.items)
 
     def _decide_all(self, events: Sequence[ShelfEvent]) -> None:
+        """Decide settled events, those on plates an earlier one of them also changed after it: what
+        the earlier one left on the plate (a palm's push read as a thing set down, a unit returned)
+        must be known before the later change there is explained and split into parts."""
+        waves: list[list[ShelfEvent]] = []
+        placed: list[tuple[ShelfEvent, int]] = []
+        for event in sorted(events, key=lambda e: (e.t_start, e.t_end)):
+            plates = set(event.sensors)
+            wave = max((k + 1 for e, k in placed if plates & set(e.sensors)), default=0)
+            placed.append((event, wave))
+            if wave == len(waves):
+                waves.append([])
+            waves[wave].append(event)
+        for batch in waves:
+            self._decide_together(batch)
+
+    def _decide_together(self, events: Sequence[ShelfEvent]) -> None:
         """Decide settled events: split them into parts, assign people jointly per cluster, then act."""
         parts: list[ShelfEvent] = []
         for event in sorted(events, key=lambda e: (e.t_start, e.t_end)):
