@@ -455,7 +455,7 @@ class ShopFloor:
         for sid, ex in sorted(self.extras.items()):
             for k, item in enumerate(ex.foreign):
                 if item.on & here:
-                    out.append(Candidate(f"foreign:{sid}:{k}", item.grams, item.sd, False, item.on, 0.0))
+                    out.append(Candidate(f"foreign:{sid}:{k}", item.grams, item.sd, False, item.on, 0.0, single=True))
         return out
 
     def _add_foreign(self, plate: str, event: ShelfEvent, grams: float, spread: float) -> None:
