@@ -289,3 +289,19 @@ def test_a_palm_read_as_a_thing_set_down_is_known_before_the_take_it_rested_acro
     s.change("g1.s1.p6", T0 + 10.5, -90.0 - 520.0, press=(0.6, 150.0))
     s.change("g1.s1.p7", T0 + 10.5, -520.0, press=(0.6, 150.0))
     assert _decided_in_one_go(s, 16.0) == {"WWWWWWWWWWWWWWWWWWWWWW": {"water1l": 1}}
+
+
+def test_a_palm_read_as_units_returned_and_lifted_again_at_once_leaves_the_cart_as_it_was():
+    """A shopper takes a cola, then rests a palm on p5 (nothing stocked there) pushing 1042 g: read
+    as the cola returned plus a second cola's weight nobody holds. 6.5 s later the palm lifts the
+    same weight again: the put-down is undone, and the cola is charged (it was credited for good)."""
+    s = Script.shop()
+    s.enter("PPPPPPPPPPPPPPPPPPPPPP", T0 + 1)
+    _shopper(s, "t1", 1.2, T0 + 1, T0 + 4, T0 + 26)
+    s.change("g1.s1.p1", T0 + 7, -521.0)
+    s.change("g1.s1.p5", T0 + 11.0, +1042.0, press=None)
+    s.change("g1.s1.p5", T0 + 17.5, -1042.0, press=None)
+    s.leave(T0 + 26)
+    floor, charged = s.run(T0, T0 + 36)
+    assert charged == {"PPPPPPPPPPPPPPPPPPPPPP": {"cola": 1}}
+    assert not floor.restock  # nothing of it was left on p5

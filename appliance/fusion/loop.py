@@ -47,6 +47,7 @@ from appliance.gate.passes import PassClaims
 from appliance.gate.visits import Visit, VisitBook
 from appliance.shelves.inventory import Inventory, LowStock
 from appliance.shelves.products import (
+    RELATIVE_ERROR,
     Candidate,
     Hypothesis,
     Planogram,
@@ -80,6 +81,7 @@ FOREIGN_WEIGHED_SPREAD = 0.005  # a plate's gain error: about half a percent
 LOOSE_RETURN_SLACK_G = 5.0  # with the plates' error, a return of loose goods may weigh a little more than
 LOOSE_RETURN_SLACK = 0.01  # the scoop did: about a gram of noise and half a percent of gain each time
 REACH_S = 0.5  # a hand needs about this long to get to a shelf and back: no one does two at once
+UNDO_S = 10.0  # a take of a put-down's weight from its plates this soon after, by its shopper, undoes it
 
 
 def same_bag(grams: float, bag: float) -> bool:
@@ -114,6 +116,20 @@ class PlateExtras:
     misplaced: dict[str, int] = field(default_factory=dict)
     bags: dict[str, list[float]] = field(default_factory=dict)  # loose goods set down here, grams per bag
     foreign: list[ForeignItem] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SetDown:
+    """A put-down that credited a cart and what it left on the shelf, remembered for `UNDO_S`: a hand
+    that sets something down (or rests a palm) and lifts it again at once has changed nothing."""
+
+    event: ShelfEvent
+    visit: str
+    changes: tuple[CartChange, ...]
+    foreign: tuple[tuple[str, ForeignItem], ...]  # (plate, item) added
+    misplaced: tuple[tuple[str, str, int], ...]  # (plate, sku, units) added
+    bags: tuple[tuple[str, str, float], ...]  # (plate, sku, grams) added
+    alerts: tuple[RestockAlert, ...]
 
 
 @dataclass(slots=True)
@@ -167,6 +183,7 @@ class ShopFloor:
         self.inventory = Inventory(config)
         self.low_stock: list[LowStock] = []
         self.decisions: list[Decision] = []
+        self.set_down: list[SetDown] = []
         self.now = -math.inf
 
     # --- inputs ------------------------------------------------------------------------------------
@@ -706,6 +723,8 @@ class ShopFloor:
             self._review(who.visit, event, "a plate beside it is not reporting", hyps, best.probability,
                          who.confidence)
             return
+        if who is not None and self._taken_again(event, who):
+            return
         if best.unexplained:
             if who is not None and abs(event.delta_g) >= 3 * self.config.shelves.min_step_g:
                 self._review(who.visit, event, "weight change matches no product here", hyps, best.probability,
@@ -752,6 +771,63 @@ class ShopFloor:
         self._record(event, "taken", who.visit, best, who.confidence)
 
     def _put_down(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
+        """Decide a put-down, and remember it for a while if it credited a cart."""
+        plates = event.sensors
+        had = {v: len(c.changes) for v, c in self.carts.items()}
+        extras = {sid: self.extras.get(sid, PlateExtras()) for sid in plates}
+        foreign = {sid: {id(f) for f in ex.foreign} for sid, ex in extras.items()}
+        misplaced = {sid: dict(ex.misplaced) for sid, ex in extras.items()}
+        bags = {sid: {sku: len(b) for sku, b in ex.bags.items()} for sid, ex in extras.items()}
+        alerts = len(self.restock)
+        self._set_down(event, reaches, hyps)
+        credited = [(v, tuple(c.changes[had[v]:])) for v, c in self.carts.items() if len(c.changes) > had.get(v, 0)]
+        self.set_down = [d for d in self.set_down if d.event.t_end >= event.t_end - UNDO_S]
+        if len(credited) != 1:
+            return
+        now = {sid: self.extras.get(sid, PlateExtras()) for sid in plates}
+        self.set_down.append(SetDown(
+            event, credited[0][0], credited[0][1],
+            tuple((sid, f) for sid, ex in now.items() for f in ex.foreign if id(f) not in foreign[sid]),
+            tuple((sid, sku, n - misplaced[sid].get(sku, 0)) for sid, ex in now.items()
+                  for sku, n in ex.misplaced.items() if n > misplaced[sid].get(sku, 0)),
+            tuple((sid, sku, g) for sid, ex in now.items() for sku, b in ex.bags.items()
+                  for g in b[bags[sid].get(sku, 0):]),
+            tuple(self.restock[alerts:])))
+
+    def _taken_again(self, event: ShelfEvent, who: Reach) -> bool:
+        """Whether this take lifts again, at once, what its taker just set down on these plates (the
+        same weight within what both were weighed to): then the put-down is undone, whatever it was
+        read as (a palm's push read as a unit returned is the commonest)."""
+        plates = set(event.sensors)
+        for d in reversed(self.set_down):
+            if d.visit != who.visit or not plates & set(d.event.sensors) or event.t_start > d.event.t_end + UNDO_S:
+                continue
+            sd = math.hypot(measurement_sd(event), measurement_sd(d.event), RELATIVE_ERROR * abs(event.delta_g))
+            if abs(event.delta_g + d.event.delta_g) > 3.0 * sd:
+                continue
+            self.set_down.remove(d)
+            if d.visit in self.carts:
+                for c in d.changes:
+                    self._apply(d.visit, CartChange(d.visit, c.sku, -c.qty, -c.grams,
+                                                    self._evidence(event, 1.0, who.confidence, "taken again")))
+            for sid, item in d.foreign:
+                ex = self.extras.get(sid)
+                if ex is not None and any(f is item for f in ex.foreign):
+                    ex.foreign = [f for f in ex.foreign if f is not item]
+            for sid, sku, n in d.misplaced:
+                ex = self.extras.get(sid)
+                if ex is not None:
+                    ex.misplaced[sku] = max(0, ex.misplaced.get(sku, 0) - n)
+            for sid, sku, g in d.bags:
+                ex = self.extras.get(sid)
+                if ex is not None and g in ex.bags.get(sku, []):
+                    ex.bags[sku].remove(g)
+            self.restock = [a for a in self.restock if not any(a is b for b in d.alerts)]
+            self._record(event, "taken again", who.visit, None, who.confidence)
+            return True
+        return False
+
+    def _set_down(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
         best = hyps[0]
         main_plate = max(event.changes, key=lambda c: abs(c.delta_g)).sensor
         if best.unexplained or all(i.sku.startswith("foreign:") for i in best.items):
