@@ -162,6 +162,7 @@ class StepDetector:
         self._steps: list[_PlateStep] = []
         # Changes too small to stand out from their settling window, waiting to be weighed again.
         self.doubts: list[_PlateStep] = []
+        self._hurried: set[int] = set()  # plates whose doubts are weighed at once, with what has come in
         self._now = -math.inf
 
     @property
@@ -186,6 +187,11 @@ class StepDetector:
         for s in list(self._busy):
             self._settle_at_end(s)
         return self._release(final=True)
+
+    def hurry(self, plates: Sequence[str]) -> None:
+        """Weigh the doubtful changes on these plates at the next feed with the readings so far (their
+        shopper has left and waits for the receipt)."""
+        self._hurried.update(self._index[p] for p in plates)
 
     def unmeasured_partners(self, plates: Sequence[str], since: float) -> list[str]:
         """Plates beside these that share goods with them but have not reported since `since` (dead,
@@ -498,7 +504,8 @@ class StepDetector:
         keep: list[_PlateStep] = []
         for d in self.doubts:
             s = d.sensor
-            if not final and self._now < d.t_end + self._doubt_wait(d) and s not in self._busy:
+            due = final or self._now >= d.t_end + self._doubt_wait(d) or s in self._busy or s in self._hurried
+            if not due:
                 keep.append(d)
                 continue
             after = self._level_since(s, d.t_end)
@@ -515,6 +522,7 @@ class StepDetector:
                 self.level[s] = self.anchor[s] = level
                 self.level_var[s] = var
         self.doubts = keep
+        self._hurried.clear()
 
     def _weigh_again(self, members: list[_PlateStep]) -> list[_PlateStep]:
         """The plate changes of an event about to be released, each plate's last one measured again
