@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 from shopkit import T0, Script, store_raw
 
 from appliance.config import parse_config
+from appliance.events import SampleBlock, TrackPoint
+from appliance.fusion.loop import ShopFloor
+from appliance.gate.passes import parse_pass_unchecked
 
 
 def _shopper(s: Script, track: str, x: float, t_in: float, t_at: float, t_out: float) -> None:
@@ -320,3 +324,51 @@ def test_a_visit_that_left_no_longer_holds_its_pass_claims():
     s.leave(T0 + 20)
     floor, _ = s.run(T0, T0 + 30)
     assert [v.claims for v in floor.book.closed] == [None]
+
+
+def _decided_in_one_go(s: Script, t1: float) -> dict[str, dict[str, int]]:
+    """Feed the loop everything up to T0 + t1 without letting it decide on the way, then finish: every
+    shelf event is decided in one go (as when the earlier ones were held for the later to settle)."""
+    floor = ShopFloor(s.config, exits_from_gate=True)
+    block = s.samples(T0, T0 + t1)
+    for t, _, item in sorted([(e.t, 0, e) for e in s.gate] + [(p.t, 1, p) for p in s.points()],
+                             key=lambda x: (x[0], x[1])):
+        if t >= T0 + t1:
+            break
+        if isinstance(item, TrackPoint):
+            floor.track(item)
+        else:
+            floor.gate(item, parse_pass_unchecked(item.pass_text) if item.kind == "entry" else None)
+    for tick in np.arange(T0 + 0.25, T0 + t1 + 0.25, 0.25):
+        sel = (block.t >= tick - 0.25) & (block.t < tick)
+        floor.samples(SampleBlock(block.t[sel], block.sensor[sel], block.grams[sel]))
+    return {r.visit: {ln.sku: ln.qty for ln in r.lines} for r in floor.finish(T0 + t1)}
+
+
+def test_a_palm_read_as_a_thing_set_down_is_known_before_the_take_it_rested_across_is_explained():
+    """A palm pushes 90 g onto p6 (read as a thing set down) and lifts as a 1 L water lying across
+    p6 and p7 is taken. Decided in one go, the take used to be explained before the palm's 90 g
+    was known to be on p6, and matched nothing; it is one water."""
+    s = Script.shop()
+    s.enter("WWWWWWWWWWWWWWWWWWWWWW", T0 + 1)
+    _shopper(s, "t1", 1.55, T0 + 1, T0 + 4, T0 + 20)
+    s.change("g1.s1.p6", T0 + 5.0, +90.0, press=None)
+    s.change("g1.s1.p6", T0 + 10.5, -90.0 - 520.0, press=(0.6, 150.0))
+    s.change("g1.s1.p7", T0 + 10.5, -520.0, press=(0.6, 150.0))
+    assert _decided_in_one_go(s, 16.0) == {"WWWWWWWWWWWWWWWWWWWWWW": {"water1l": 1}}
+
+
+def test_a_palm_read_as_units_returned_and_lifted_again_at_once_leaves_the_cart_as_it_was():
+    """A shopper takes a cola, then rests a palm on p5 (nothing stocked there) pushing 1042 g: read
+    as the cola returned plus a second cola's weight nobody holds. 6.5 s later the palm lifts the
+    same weight again: the put-down is undone, and the cola is charged (it was credited for good)."""
+    s = Script.shop()
+    s.enter("PPPPPPPPPPPPPPPPPPPPPP", T0 + 1)
+    _shopper(s, "t1", 1.2, T0 + 1, T0 + 4, T0 + 26)
+    s.change("g1.s1.p1", T0 + 7, -521.0)
+    s.change("g1.s1.p5", T0 + 11.0, +1042.0, press=None)
+    s.change("g1.s1.p5", T0 + 17.5, -1042.0, press=None)
+    s.leave(T0 + 26)
+    floor, charged = s.run(T0, T0 + 36)
+    assert charged == {"PPPPPPPPPPPPPPPPPPPPPP": {"cola": 1}}
+    assert not floor.restock  # nothing of it was left on p5

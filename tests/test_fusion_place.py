@@ -88,3 +88,38 @@ def test_a_place_far_from_the_products_plates_is_a_config_error_naming_the_key()
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     assert "stock[1].at" in str(err.value) and "g1.s1.p4" in str(err.value)
+
+
+BARS = [
+    {"sku": "sausage", "name": "Sausage Stick", "price": 1500, "unit_g": 71.0, "unit_sd_g": 1.2},
+    {"sku": "fishcake", "name": "Fish Cake Bar", "price": 2000, "unit_g": 76.0, "unit_sd_g": 1.5},
+]
+
+
+def _take_bar(hand_x: float | None) -> tuple[dict[str, dict[str, int]], int]:
+    """Plate g1.s1.p4 holds sausage sticks (71 g) on its left half and fish cake bars (76 g) on its
+    right. A unit that weighs 73.5 g leaves it: by weight it could be either (their prices differ).
+    The hand is seen at `hand_x` (or not at all). Returns what was charged and the review count."""
+    stock: list[dict[str, Any]] = [{"sku": "sausage", "sensors": ["g1.s1.p4"], "at": [1.275, 4.0]},
+                                   {"sku": "fishcake", "sensors": ["g1.s1.p4"], "at": [1.325, 4.0]}]
+    s = Script(parse_config(store_raw(products=BARS, stock=stock)))
+    s.enter("BBBBBBBBBBBBBBBBBBBBBB", T0 + 1)
+    s.walk("t1", [(T0 + 1, 1.0, 0.3), (T0 + 6, 1.3, 3.45), (T0 + 16, 1.3, 3.45), (T0 + 20, 2.5, 0.2),
+                  (T0 + 21, 2.5, -0.5)])
+    if hand_x is not None:
+        s.reach("t1", T0 + 8.0, T0 + 9.6, (hand_x, 3.98, 1.02))
+    s.change("g1.s1.p4", T0 + 9, -73.5)
+    s.leave(T0 + 20)
+    _, charged = s.run(T0, T0 + 30)
+    return charged, sum(len(r.review) for r in s.receipts)
+
+
+@pytest.mark.parametrize(("hand_x", "sku"), [(1.27, "sausage"), (1.33, "fishcake")])
+def test_where_the_hand_was_names_a_product_whose_weight_is_as_close_as_its_neighbours(hand_x, sku):
+    """Weight cannot tell a 71 g from a 76 g bar in a 73.5 g change; the hand on one half of the plate
+    says which facing it took from (the line was held for review whatever the hand showed)."""
+    assert _take_bar(hand_x) == ({"BBBBBBBBBBBBBBBBBBBBBB": {sku: 1}}, 0)
+
+
+def test_without_a_hand_seen_a_change_between_two_products_prices_is_held_for_review():
+    assert _take_bar(None) == ({"BBBBBBBBBBBBBBBBBBBBBB": {}}, 1)

@@ -10,7 +10,7 @@ from shopkit import T0, Script, store_raw
 
 from appliance.config import parse_config
 from appliance.events import PlateChange, SampleBlock, ShelfEvent
-from appliance.shelves.products import Planogram, explain
+from appliance.shelves.products import Candidate, Planogram, explain
 from appliance.shelves.steps import StepDetector
 
 
@@ -109,3 +109,15 @@ def test_two_products_a_few_grams_apart_on_one_change_are_uncertain() -> None:
     raw = store_raw(stock=[{"sku": "cola", "sensors": ["g1.s1.p1"]}, {"sku": "cider", "sensors": ["g1.s1.p1"]}])
     hyps = explain(_ev(("g1.s1.p1", -518.0)), Planogram(parse_config(raw)))
     assert hyps[0].probability < 0.8
+
+
+def test_a_foreign_item_is_one_thing_not_units_of_it() -> None:
+    """A 61 g thing left on p5 (where nothing is stocked) is there once: a 122 g lift from p5 is not
+    "2 x the thing" (which used to explain it with certainty, so a unit set down beside it and taken
+    again went back to nobody) but something this plate cannot explain; a 61 g lift is the thing."""
+    thing = Candidate("foreign:g1.s1.p5:0", 61.0, 2.0, False, frozenset({"g1.s1.p5"}), single=True)
+    hyps = explain(_ev(("g1.s1.p5", -122.5)), PLANOGRAM, foreign=[thing])
+    assert all(i.qty == 1 for h in hyps for i in h.items)
+    assert hyps[0].unexplained
+    alone = explain(_ev(("g1.s1.p5", -61.5)), PLANOGRAM, foreign=[thing])[0]
+    assert [(i.sku, i.qty) for i in alone.items] == [(thing.sku, 1)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -47,6 +47,7 @@ from appliance.gate.passes import PassClaims
 from appliance.gate.visits import Visit, VisitBook
 from appliance.shelves.inventory import Inventory, LowStock
 from appliance.shelves.products import (
+    RELATIVE_ERROR,
     Candidate,
     Hypothesis,
     Planogram,
@@ -80,6 +81,7 @@ FOREIGN_WEIGHED_SPREAD = 0.005  # a plate's gain error: about half a percent
 LOOSE_RETURN_SLACK_G = 5.0  # with the plates' error, a return of loose goods may weigh a little more than
 LOOSE_RETURN_SLACK = 0.01  # the scoop did: about a gram of noise and half a percent of gain each time
 REACH_S = 0.5  # a hand needs about this long to get to a shelf and back: no one does two at once
+UNDO_S = 10.0  # a take of a put-down's weight from its plates this soon after, by its shopper, undoes it
 
 
 def same_bag(grams: float, bag: float) -> bool:
@@ -114,6 +116,20 @@ class PlateExtras:
     misplaced: dict[str, int] = field(default_factory=dict)
     bags: dict[str, list[float]] = field(default_factory=dict)  # loose goods set down here, grams per bag
     foreign: list[ForeignItem] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SetDown:
+    """A put-down that credited a cart and what it left on the shelf, remembered for `UNDO_S`: a hand
+    that sets something down (or rests a palm) and lifts it again at once has changed nothing."""
+
+    event: ShelfEvent
+    visit: str
+    changes: tuple[CartChange, ...]
+    foreign: tuple[tuple[str, ForeignItem], ...]  # (plate, item) added
+    misplaced: tuple[tuple[str, str, int], ...]  # (plate, sku, units) added
+    bags: tuple[tuple[str, str, float], ...]  # (plate, sku, grams) added
+    alerts: tuple[RestockAlert, ...]
 
 
 @dataclass(slots=True)
@@ -173,6 +189,7 @@ class ShopFloor:
         self.inventory = Inventory(config)
         self.low_stock: list[LowStock] = []
         self.decisions: list[Decision] = []
+        self.set_down: list[SetDown] = []
         self.now = -math.inf
 
     # --- inputs ------------------------------------------------------------------------------------
@@ -255,6 +272,8 @@ class ShopFloor:
         for visit in self.closing:
             left = visit.left if visit.left is not None else now
             ready = now >= left + CLOSE_MIN_S and not self._may_still_change(visit, left, undecided)
+            if not ready:
+                self._hurry_doubts(visit, left)
             if final or ready or now >= left + CLOSE_MAX_WAIT_S:
                 cart = self.carts.pop(visit.nonce, Cart(visit.nonce))
                 self.closed_carts[visit.nonce] = (cart, visit.entered, left)
@@ -272,7 +291,16 @@ class ShopFloor:
         out = [(e.t_start, c.sensor) for e in self.pending for c in e.changes]
         out += [(b.since, self.steps.ids[s]) for s, b in self.steps._busy.items()]
         out += [(st.t_start, self.steps.ids[st.sensor]) for st in self.steps._steps]
+        out += [(st.t_start, self.steps.ids[st.sensor]) for st in self.steps.doubts]
         return out
+
+    def _hurry_doubts(self, visit: Visit, left: float) -> None:
+        """A shopper who left waits for no more readings: small changes in doubt that could be theirs
+        are weighed at once with what has come in."""
+        mine = [self.steps.ids[d.sensor] for d in self.steps.doubts if d.t_start <= left
+                and self._could_reach(visit, self.sensors[self.steps.ids[d.sensor]], d.t_start, left)]
+        if mine:
+            self.steps.hurry(mine)
 
     def _may_still_change(self, visit: Visit, left: float, undecided: Sequence[tuple[float, str]]) -> bool:
         """Could a shelf change not yet decided still land in this cart? Only one that began before
@@ -413,6 +441,22 @@ class ShopFloor:
         return not best.unexplained and any(not i.sku.startswith("foreign:") for i in best.items)
 
     def _decide_all(self, events: Sequence[ShelfEvent]) -> None:
+        """Decide settled events, those on plates an earlier one of them also changed after it: what
+        the earlier one left on the plate (a palm's push read as a thing set down, a unit returned)
+        must be known before the later change there is explained and split into parts."""
+        waves: list[list[ShelfEvent]] = []
+        placed: list[tuple[ShelfEvent, int]] = []
+        for event in sorted(events, key=lambda e: (e.t_start, e.t_end)):
+            plates = set(event.sensors)
+            wave = max((k + 1 for e, k in placed if plates & set(e.sensors)), default=0)
+            placed.append((event, wave))
+            if wave == len(waves):
+                waves.append([])
+            waves[wave].append(event)
+        for batch in waves:
+            self._decide_together(batch)
+
+    def _decide_together(self, events: Sequence[ShelfEvent]) -> None:
         """Decide settled events: split them into parts, assign people jointly per cluster, then act."""
         parts: list[ShelfEvent] = []
         for event in sorted(events, key=lambda e: (e.t_start, e.t_end)):
@@ -458,7 +502,7 @@ class ShopFloor:
         for sid, ex in sorted(self.extras.items()):
             for k, item in enumerate(ex.foreign):
                 if item.on & here:
-                    out.append(Candidate(f"foreign:{sid}:{k}", item.grams, item.sd, False, item.on, 0.0))
+                    out.append(Candidate(f"foreign:{sid}:{k}", item.grams, item.sd, False, item.on, 0.0, single=True))
         return out
 
     def _add_foreign(self, plate: str, event: ShelfEvent, grams: float, spread: float) -> None:
@@ -658,24 +702,46 @@ class ShopFloor:
             return [(float(x), float(y)) for x, y in known[at_plate, :2]]
         return []
 
-    def _by_hand_place(self, event: ShelfEvent, who: Reach, best: Hypothesis,
-                       hyps: Sequence[Hypothesis]) -> Hypothesis:
-        """Among products weight cannot tell apart on one plate, the one where the hand was.
+    def _by_hand_place(self, event: ShelfEvent, who: Reach,
+                       hyps: Sequence[Hypothesis]) -> tuple[Hypothesis, list[Hypothesis]]:
+        """The best of the likeliest hypothesis and those differing from it only in which product it
+        was (same count of one product each, on one plate), once the hand's place along the shelf
+        has weighed in; and every hypothesis with its probability after that.
 
-        Their price and count are the same, so this changes only which product the receipt names
-        (and which facing's stock goes down); with no hand seen, or no `[[stock]] at` for them,
-        the likelier weight stays.
+        Weight alone may not tell them apart: two flavours of one gum, or a 71 g and a 76 g bar on
+        a plate whose scatter is as large as their difference. Where the hand was is evidence of
+        which facing it took from, so their probabilities are shared out again (their total
+        stays) by how well each fits the hand's place. With no hand seen, or no `[[stock]] at` for
+        them, the weight alone decides.
         """
-        group = self._lookalikes(best, hyps)
-        if len(group) < 2:
-            return best
+        best = hyps[0]
         plate = self.sensors[max(event.changes, key=lambda c: abs(c.delta_g)).sensor]
+        group = self._alternatives(best, hyps, plate)
+        if len(group) < 2:
+            return best, list(hyps)
         hands = self._hands_at(who, event, plate)
         fit = place_log_likelihoods([h.items[0].sku for h in group], hands, plate, self.planogram,
                                     self.config.fusion.hand_sd_m)
         if fit is None:
-            return best
-        return max(group, key=lambda h: math.log(max(h.probability, 1e-300)) + fit[h.items[0].sku])
+            return best, list(hyps)
+        top = max(fit.values())
+        weights = {id(h): h.probability * math.exp(fit[h.items[0].sku] - top) for h in group}
+        total, mass = sum(weights.values()), sum(h.probability for h in group)
+        if total <= 0.0:
+            return best, list(hyps)
+        placed = {id(h): replace(h, probability=mass * weights[id(h)] / total) for h in group}
+        best = max(placed.values(), key=lambda h: h.probability)
+        return best, sorted((placed.get(id(h), h) for h in hyps), key=lambda h: -h.probability)
+
+    def _alternatives(self, best: Hypothesis, hyps: Sequence[Hypothesis], plate: Sensor) -> list[Hypothesis]:
+        """The hypotheses the hand's place can choose among: as many units as `best` of one product
+        each, that product standing on `plate` or costing what `best` does."""
+        if len(best.items) != 1 or best.items[0].grams or best.items[0].sku.startswith("foreign:"):
+            return [best]
+        here = set(self.planogram.on_plate.get(plate.id, ()))
+        same = {id(h) for h in self._lookalikes(best, hyps)}
+        return [h for h in hyps if len(h.items) == 1 and not h.items[0].grams and h.items[0].qty == best.items[0].qty
+                and not h.items[0].sku.startswith("foreign:") and (h.items[0].sku in here or id(h) in same)]
 
     def _taken(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
         best = hyps[0]
@@ -686,6 +752,8 @@ class ShopFloor:
             logger.info("a take beside a plate that is not reporting goes to review")
             self._review(who.visit, event, "a plate beside it is not reporting", hyps, best.probability,
                          who.confidence)
+            return
+        if who is not None and self._taken_again(event, who):
             return
         if best.unexplained:
             if who is not None and abs(event.delta_g) >= 3 * self.config.shelves.min_step_g:
@@ -709,8 +777,8 @@ class ShopFloor:
             logger.info("an item left a shelf with no shopper near it")
             self._record(event, "ignored: nobody near", "", best)
             return
+        best, hyps = self._by_hand_place(event, who, hyps)
         p_amount = self._amount_confidence(best, hyps)
-        best = self._by_hand_place(event, who, best, hyps)
         goods = [i for i in best.items if not i.sku.startswith("foreign:")]
         confidence = p_amount * who.confidence
         if confidence < self.config.fusion.min_confidence:
@@ -733,6 +801,63 @@ class ShopFloor:
         self._record(event, "taken", who.visit, best, who.confidence)
 
     def _put_down(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
+        """Decide a put-down, and remember it for a while if it credited a cart."""
+        plates = event.sensors
+        had = {v: len(c.changes) for v, c in self.carts.items()}
+        extras = {sid: self.extras.get(sid, PlateExtras()) for sid in plates}
+        foreign = {sid: {id(f) for f in ex.foreign} for sid, ex in extras.items()}
+        misplaced = {sid: dict(ex.misplaced) for sid, ex in extras.items()}
+        bags = {sid: {sku: len(b) for sku, b in ex.bags.items()} for sid, ex in extras.items()}
+        alerts = len(self.restock)
+        self._set_down(event, reaches, hyps)
+        credited = [(v, tuple(c.changes[had[v]:])) for v, c in self.carts.items() if len(c.changes) > had.get(v, 0)]
+        self.set_down = [d for d in self.set_down if d.event.t_end >= event.t_end - UNDO_S]
+        if len(credited) != 1:
+            return
+        now = {sid: self.extras.get(sid, PlateExtras()) for sid in plates}
+        self.set_down.append(SetDown(
+            event, credited[0][0], credited[0][1],
+            tuple((sid, f) for sid, ex in now.items() for f in ex.foreign if id(f) not in foreign[sid]),
+            tuple((sid, sku, n - misplaced[sid].get(sku, 0)) for sid, ex in now.items()
+                  for sku, n in ex.misplaced.items() if n > misplaced[sid].get(sku, 0)),
+            tuple((sid, sku, g) for sid, ex in now.items() for sku, b in ex.bags.items()
+                  for g in b[bags[sid].get(sku, 0):]),
+            tuple(self.restock[alerts:])))
+
+    def _taken_again(self, event: ShelfEvent, who: Reach) -> bool:
+        """Whether this take lifts again, at once, what its taker just set down on these plates (the
+        same weight within what both were weighed to): then the put-down is undone, whatever it was
+        read as (a palm's push read as a unit returned is the commonest)."""
+        plates = set(event.sensors)
+        for d in reversed(self.set_down):
+            if d.visit != who.visit or not plates & set(d.event.sensors) or event.t_start > d.event.t_end + UNDO_S:
+                continue
+            sd = math.hypot(measurement_sd(event), measurement_sd(d.event), RELATIVE_ERROR * abs(event.delta_g))
+            if abs(event.delta_g + d.event.delta_g) > 3.0 * sd:
+                continue
+            self.set_down.remove(d)
+            if d.visit in self.carts:
+                for c in d.changes:
+                    self._apply(d.visit, CartChange(d.visit, c.sku, -c.qty, -c.grams,
+                                                    self._evidence(event, 1.0, who.confidence, "taken again")))
+            for sid, item in d.foreign:
+                ex = self.extras.get(sid)
+                if ex is not None and any(f is item for f in ex.foreign):
+                    ex.foreign = [f for f in ex.foreign if f is not item]
+            for sid, sku, n in d.misplaced:
+                ex = self.extras.get(sid)
+                if ex is not None:
+                    ex.misplaced[sku] = max(0, ex.misplaced.get(sku, 0) - n)
+            for sid, sku, g in d.bags:
+                ex = self.extras.get(sid)
+                if ex is not None and g in ex.bags.get(sku, []):
+                    ex.bags[sku].remove(g)
+            self.restock = [a for a in self.restock if not any(a is b for b in d.alerts)]
+            self._record(event, "taken again", who.visit, None, who.confidence)
+            return True
+        return False
+
+    def _set_down(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
         best = hyps[0]
         main_plate = max(event.changes, key=lambda c: abs(c.delta_g)).sensor
         if best.unexplained or all(i.sku.startswith("foreign:") for i in best.items):

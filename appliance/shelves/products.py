@@ -83,6 +83,7 @@ class Candidate:
     plates: frozenset[str]
     log_prior: float = 0.0
     available: int | None = None  # units that can be involved without someone the box lost (None: any)
+    single: bool = False  # one thing (a foreign item as it weighed), not units of a product: there once or not
 
 
 class Planogram:
@@ -231,7 +232,7 @@ def explain(
     for c in units:
         centre = round(magnitude / c.unit_g)
         for n in {centre - 1, centre, centre + 1}:
-            if not 1 <= n <= MAX_UNITS:
+            if not 1 <= n <= (1 if c.single else MAX_UNITS):
                 continue
             resid = magnitude - n * c.unit_g
             var = n * c.unit_sd_g**2 + meas_var
@@ -240,12 +241,12 @@ def explain(
             hyps.append(Hypothesis((Item(c.sku, n),), ll, residual_g=resid))
     for i, a in enumerate(units):
         for b in units[i + 1 :]:
-            for na in range(1, MAX_UNITS):
+            for na in range(1, 2 if a.single else MAX_UNITS):
                 rest = magnitude - na * a.unit_g
                 if rest < 0.5 * b.unit_g:
                     break
                 nb = round(rest / b.unit_g)
-                if not 1 <= nb <= MAX_UNITS - na:
+                if not 1 <= nb <= (1 if b.single else MAX_UNITS - na):
                     continue
                 resid = rest - nb * b.unit_g
                 var = na * a.unit_sd_g**2 + nb * b.unit_sd_g**2 + meas_var

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -57,6 +57,13 @@ ANCHOR_TAU_S = 60.0
 SLOW_STEP_MIN_G = 8.0  # never below this: a plate creeps a few grams after a heavy load
 SLOW_SPLIT_MIN_S = 1.0  # readings needed on each side of the change
 SLOW_RECHECK_S = 1.0  # a plate whose level and anchor stay apart is searched again this often
+# The level a plate settles at is first read from the short window that held still; every quiet
+# reading until the change is released says more. A change too small to stand out from that window
+# (a 5 g sachet on a plate with 3 g of scatter) is kept in doubt and weighed again once the level
+# after it is known as well as the level it left: the hand that touched the plate says when to look.
+DOUBT_MIN_SHARE = 0.5  # a settled window this share of the least confirmable change off is worth a second look
+REFINE_MAX_S = 10.0  # readings after settling that measure the new level (slow drift beyond)
+REFINE_GAIN = 2.0 / 3.0  # measured again only from half as many readings again as the settling window's
 
 
 @dataclass(slots=True)
@@ -81,6 +88,7 @@ class _PlateStep:
     t_act: float
     old_var: float  # variance of the level the change was measured from (g^2)
     new_var: float  # variance of the level it settled at (g^2)
+    old_level: float  # the level the change was measured from (g)
 
 
 def stock_partners(sensors: Sequence[Sensor], stock: Sequence[Stock]) -> list[list[int]]:
@@ -145,12 +153,16 @@ class StepDetector:
                          enumerate(self.neighbours)]
         self._index = {sid: i for i, sid in enumerate(self.ids)}
         self._hist_t = np.full((n, HISTORY), np.nan)
+        self._hist_s = np.full((n, HISTORY), np.nan)  # when each block began
         self._hist_m = np.full((n, HISTORY), np.nan)
         self._hist_c = np.zeros((n, HISTORY))
         self._hist_i = np.zeros(n, dtype=np.int64)
         self._stirred: list[list[tuple[float, float]]] = [[] for _ in range(n)]  # recent busy stretches
         self._busy: dict[int, _Busy] = {}
         self._steps: list[_PlateStep] = []
+        # Changes too small to stand out from their settling window, waiting to be weighed again.
+        self.doubts: list[_PlateStep] = []
+        self._hurried: set[int] = set()  # plates whose doubts are weighed at once, with what has come in
         self._now = -math.inf
 
     @property
@@ -175,6 +187,11 @@ class StepDetector:
         for s in list(self._busy):
             self._settle_at_end(s)
         return self._release(final=True)
+
+    def hurry(self, plates: Sequence[str]) -> None:
+        """Weigh the doubtful changes on these plates at the next feed with the readings so far (their
+        shopper has left and waits for the receipt)."""
+        self._hurried.update(self._index[p] for p in plates)
 
     def unmeasured_partners(self, plates: Sequence[str], since: float) -> list[str]:
         """Plates beside these that share goods with them but have not reported since `since` (dead,
@@ -212,6 +229,7 @@ class StepDetector:
         means = np.add.reduceat(grams, starts) / counts
         slot = self._hist_i[ids] % HISTORY
         self._hist_t[ids, slot] = (block_start + block_end) / 2
+        self._hist_s[ids, slot] = block_start
         self._hist_m[ids, slot] = means
         self._hist_c[ids, slot] = counts
         self._hist_i[ids] += 1
@@ -263,6 +281,8 @@ class StepDetector:
         (the split that best separates them) and report it as a step if it is significant."""
         if self._now - self._slow_checked[s] < SLOW_RECHECK_S:
             return
+        if any(d.sensor == s for d in self.doubts):
+            return  # a change after a touch is being weighed already, knowing when the hand was there
         self._slow_checked[s] = self._now
         order = np.argsort(self._hist_t[s])
         t, m, c = self._hist_t[s][order], self._hist_m[s][order], self._hist_c[s][order]
@@ -298,7 +318,7 @@ class StepDetector:
             return
         moment = float((t[k - 1] + t[k]) / 2)
         self._steps.append(_PlateStep(s, moment - ACT_LEAD_S, moment, delta, noise, moment - ACT_LEAD_S,
-                                      noise**2 / n_before, noise**2 / n_after))
+                                      noise**2 / n_before, noise**2 / n_after, before))
         self.level[s] = self.anchor[s] = after
         self.level_var[s] = noise**2 / n_after
         self._counted_to[s] = moment
@@ -370,11 +390,15 @@ class StepDetector:
         significant = abs(delta) >= max(self.settings.min_step_g, SIGNIFICANT_SIGMA * noise / math.sqrt(n_eff))
         if significant:
             act = self._act_start(busy, a, old, delta)
-            self._steps.append(_PlateStep(s, busy.since, busy.t[a], delta, noise, act, old_var, new_var))
+            self._steps.append(_PlateStep(s, busy.since, busy.t[a], delta, noise, act, old_var, new_var, old))
             self.level[s] = self.anchor[s] = new_level
             self.level_var[s] = new_var
             self._counted_to[s] = busy.t[a]
         else:
+            if abs(delta) >= DOUBT_MIN_SHARE * self._least_change(s, old_var):
+                # Perhaps a small item: weighed again once more readings have come in.
+                act = self._act_start(busy, a, old, delta)
+                self.doubts.append(_PlateStep(s, busy.since, busy.t[a], delta, noise, act, old_var, new_var, old))
             # Noise, not a change: keep the long-run level rather than jump to a short window's mean.
             self.level[s] = old + NUDGE * delta
             self.level_var[s] = (1.0 - NUDGE) ** 2 * old_var + NUDGE**2 * new_var
@@ -421,6 +445,8 @@ class StepDetector:
     # --- grouping plate changes into shelf events ---------------------------------------------
 
     def _release(self, final: bool) -> list[ShelfEvent]:
+        if self.doubts:
+            self._resolve_doubts(final)
         if not self._steps:
             return []
         self._check_silence()
@@ -454,10 +480,91 @@ class StepDetector:
             if waiting and not final:
                 keep.extend(members)
                 continue
-            out.append(self._event(members))
+            out.append(self._event(self._weigh_again(members)))
         self._steps = keep
         out.sort(key=lambda e: (e.t_end, e.t_start))
         return out
+
+    def _least_change(self, s: int, old_var: float) -> float:
+        """The smallest change plate `s` can confirm when weighed again: `min_step_g`, or what stands
+        out from the level before it and the best level after it (`REFINE_MAX_S` of readings)."""
+        best_after = float(self.noise[s]) ** 2 / (REFINE_MAX_S * INDEPENDENT_PER_S)
+        return max(self.settings.min_step_g, SIGNIFICANT_SIGMA * math.sqrt(old_var + best_after))
+
+    def _doubt_wait(self, step: _PlateStep) -> float:
+        """How long after settling a doubtful change is weighed again: until the level after it is
+        known as well as the level before it was, but never longer than `REFINE_MAX_S`."""
+        until_known = step.noise_g**2 / (INDEPENDENT_PER_S * max(step.old_var, 1e-9))
+        return min(REFINE_MAX_S, max(SAME_PLATE_MARGIN_S, until_known))
+
+    def _resolve_doubts(self, final: bool) -> None:
+        """Weigh again the doubtful changes whose time has come (or whose plate a hand touched again,
+        which ends what the readings after them can tell): one that now stands out from the errors
+        of the levels on both sides of it is a change like any other; the rest were noise."""
+        keep: list[_PlateStep] = []
+        for d in self.doubts:
+            s = d.sensor
+            due = final or self._now >= d.t_end + self._doubt_wait(d) or s in self._busy or s in self._hurried
+            if not due:
+                keep.append(d)
+                continue
+            after = self._level_since(s, d.t_end)
+            if after is None:
+                continue
+            level, var, cut = after
+            delta = level - d.old_level
+            if abs(delta) < max(self.settings.min_step_g, SIGNIFICANT_SIGMA * math.sqrt(d.old_var + var)):
+                logger.debug("a small change on %s was noise", self.ids[s])
+                continue
+            self._steps.append(replace(d, delta_g=delta, new_var=var))
+            self._counted_to[s] = max(self._counted_to[s], d.t_end)
+            if not cut or s in self._busy:  # its level since, and what a hand on it now is weighed from
+                self.level[s] = self.anchor[s] = level
+                self.level_var[s] = var
+        self.doubts = keep
+        self._hurried.clear()
+
+    def _weigh_again(self, members: list[_PlateStep]) -> list[_PlateStep]:
+        """The plate changes of an event about to be released, each plate's last one measured again
+        from every quiet reading since it settled (when they say more than its settling window)."""
+        last: dict[int, _PlateStep] = {}
+        for m in members:
+            if m.sensor not in last or m.t_end > last[m.sensor].t_end:
+                last[m.sensor] = m
+        out: list[_PlateStep] = []
+        for m in members:
+            if last[m.sensor] is m:
+                after = self._level_since(m.sensor, m.t_end)
+                if after is not None and after[1] <= REFINE_GAIN * m.new_var:
+                    m = replace(m, delta_g=after[0] - m.old_level, new_var=after[1])
+            out.append(m)
+        return out
+
+    def _level_since(self, s: int, t0: float) -> tuple[float, float, bool] | None:
+        """Plate `s`'s level from its block means since `t0` until a hand next touched it (or
+        `REFINE_MAX_S`): (level, its variance, whether a later touch cut the readings short), or
+        None without a block that lies wholly inside."""
+        t1 = min(self._now, t0 + REFINE_MAX_S)
+        cut = False
+        busy = self._busy.get(s)
+        later = [since for since, _ in self._stirred[s] if since > t0]
+        if busy is not None:
+            later.append(busy.since)
+        if self._counted_to[s] > t0:
+            later.append(float(self._counted_to[s]))
+        if later and min(later) < t1:
+            t1, cut = min(later), True
+        start, mid, m, c = self._hist_s[s], self._hist_t[s], self._hist_m[s], self._hist_c[s]
+        end = 2.0 * mid - start
+        inside = np.isfinite(start) & (start >= t0) & (end <= t1)
+        for since, still in self._stirred[s]:
+            inside &= (end < since) | (start > still)  # a hand on the plate is not its level
+        if not inside.any():
+            return None
+        level = float(np.average(m[inside], weights=c[inside]))
+        span = float(np.max(2.0 * mid[inside] - start[inside]) - np.min(start[inside]))
+        n_eff = max(1.0, span * INDEPENDENT_PER_S)
+        return level, float(self.noise[s]) ** 2 / n_eff, cut
 
     def _quiet_change(self, s: int, t0: float, t1: float) -> tuple[float, float, float] | None:
         """How far a plate that stayed below its own thresholds moved across [t0, t1], from its recent
