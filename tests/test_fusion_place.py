@@ -25,18 +25,25 @@ def _shop(at: bool = True) -> dict[str, Any]:
     return store_raw(products=GUMS, stock=stock)
 
 
-def _take_gum(at: bool, hand_x: float | None) -> dict[str, dict[str, int]]:
-    """A shopper takes one unit that weighs 15.9 g (weight alone says mint) with the hand at `hand_x`."""
-    s = Script(parse_config(_shop(at)))
-    s.enter("GGGGGGGGGGGGGGGGGGGGGG", T0 + 1)
+def _take_from_p4(raw: dict[str, Any], nonce: str, grams: float,
+                  hand_x: float | None) -> tuple[dict[str, dict[str, int]], int]:
+    """One shopper in front of g1.s1.p4 takes `grams` from it, the hand seen at `hand_x` (or not at
+    all); returns what was charged and how many lines were held for review."""
+    s = Script(parse_config(raw))
+    s.enter(nonce, T0 + 1)
     s.walk("t1", [(T0 + 1, 1.0, 0.3), (T0 + 6, 1.3, 3.45), (T0 + 16, 1.3, 3.45), (T0 + 20, 2.5, 0.2),
                   (T0 + 21, 2.5, -0.5)])
     if hand_x is not None:
         s.reach("t1", T0 + 8.0, T0 + 9.6, (hand_x, 3.98, 1.02))
-    s.change("g1.s1.p4", T0 + 9, -15.9)
+    s.change("g1.s1.p4", T0 + 9, -grams)
     s.leave(T0 + 20)
     _, charged = s.run(T0, T0 + 30)
-    return charged
+    return charged, sum(len(r.review) for r in s.receipts)
+
+
+def _take_gum(at: bool, hand_x: float | None) -> dict[str, dict[str, int]]:
+    """A shopper takes one unit that weighs 15.9 g (weight alone says mint) with the hand at `hand_x`."""
+    return _take_from_p4(_shop(at), "GGGGGGGGGGGGGGGGGGGGGG", 15.9, hand_x)[0]
 
 
 def test_the_hand_on_the_gum_half_of_the_plate_names_gum_although_the_weight_is_closer_to_mint():
@@ -102,16 +109,7 @@ def _take_bar(hand_x: float | None) -> tuple[dict[str, dict[str, int]], int]:
     The hand is seen at `hand_x` (or not at all). Returns what was charged and the review count."""
     stock: list[dict[str, Any]] = [{"sku": "sausage", "sensors": ["g1.s1.p4"], "at": [1.275, 4.0]},
                                    {"sku": "fishcake", "sensors": ["g1.s1.p4"], "at": [1.325, 4.0]}]
-    s = Script(parse_config(store_raw(products=BARS, stock=stock)))
-    s.enter("BBBBBBBBBBBBBBBBBBBBBB", T0 + 1)
-    s.walk("t1", [(T0 + 1, 1.0, 0.3), (T0 + 6, 1.3, 3.45), (T0 + 16, 1.3, 3.45), (T0 + 20, 2.5, 0.2),
-                  (T0 + 21, 2.5, -0.5)])
-    if hand_x is not None:
-        s.reach("t1", T0 + 8.0, T0 + 9.6, (hand_x, 3.98, 1.02))
-    s.change("g1.s1.p4", T0 + 9, -73.5)
-    s.leave(T0 + 20)
-    _, charged = s.run(T0, T0 + 30)
-    return charged, sum(len(r.review) for r in s.receipts)
+    return _take_from_p4(store_raw(products=BARS, stock=stock), "BBBBBBBBBBBBBBBBBBBBBB", 73.5, hand_x)
 
 
 @pytest.mark.parametrize(("hand_x", "sku"), [(1.27, "sausage"), (1.33, "fishcake")])
