@@ -232,8 +232,9 @@ class ShopFloor:
         receipts = self._finish_visits(now, final=False)
         cutoff = now - REFUND_WINDOW_S  # nothing older can come back to a shelf for a refund
         self.closed_carts = {v: c for v, c in self.closed_carts.items() if c[2] >= cutoff}
-        # Put-downs a take could still undo (one decided late, held by a busy neighbour, included);
-        # older ones name a visit that may be long gone.
+        # `_put_down` drops put-downs older than UNDO_S before it remembers a new one; with no new
+        # one they would stay, naming a visit that may be long gone. Forget them here too, with a
+        # margin for a take decided late (held by a busy neighbour).
         if self.set_down and self.set_down[0].event.t_end < now - 3 * UNDO_S:
             self.set_down = [d for d in self.set_down if d.event.t_end >= now - 3 * UNDO_S]
         if self.keep_log_s is not None:

@@ -562,7 +562,7 @@ class StepDetector:
         if not inside.any():
             return None
         level = float(np.average(m[inside], weights=c[inside]))
-        span = float(np.max(2.0 * mid[inside] - start[inside]) - np.min(start[inside]))
+        span = float(np.max(end[inside]) - np.min(start[inside]))
         n_eff = max(1.0, span * INDEPENDENT_PER_S)
         return level, float(self.noise[s]) ** 2 / n_eff, cut
 
