@@ -807,6 +807,7 @@ class ShopFloor:
 
     def _put_down(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
         """Decide a put-down, and remember it for a while if it credited a cart."""
+        hyps = self._credit_in_doubt(hyps, reaches)
         plates = event.sensors
         had = {v: len(c.changes) for v, c in self.carts.items()}
         extras = {sid: self.extras.get(sid, PlateExtras()) for sid in plates}
@@ -828,6 +829,44 @@ class ShopFloor:
             tuple((sid, sku, g) for sid, ex in now.items() for sku, b in ex.bags.items()
                   for g in b[bags[sid].get(sku, 0):]),
             tuple(self.restock[alerts:])))
+
+    def _credit_in_doubt(self, hyps: Sequence[Hypothesis], reaches: Sequence[Reach]) -> list[Hypothesis]:
+        """A put-down the box is unsure of is read the way that costs the shopper least.
+
+        When weight cannot tell which of the things the carts within reach hold came back (55 g of
+        fruit jelly at 1,000 or 55 g of paper cups at 1,500), crediting the cheaper one charges the
+        shopper for the dearer one they may have put back, while crediting the dearer one at worst
+        undercharges. So when what to credit is less certain than `min_confidence`, of the
+        explanations not ruled out (each at least 1 - min_confidence likely) whose units a cart
+        within reach holds, the one crediting the most money is taken. Goods sold by weight are
+        left as weighed.
+        """
+        best = hyps[0] if hyps else None
+        sure = self.config.fusion.min_confidence
+        if best is None or best.unexplained or any(i.grams for i in best.items) \
+                or self._amount_confidence(best, hyps) >= sure:
+            return list(hyps)
+        carts = [self.carts[r.visit] for r in reaches if r.visit in self.carts]
+
+        def credit(h: Hypothesis) -> int:
+            """Money credited by `h` if every unit of it is held within reach; -1 if some is not."""
+            total = 0
+            for item in h.items:
+                if item.sku.startswith("foreign:"):
+                    continue
+                held = max((c.holds(item.sku) for c in carts), default=0)
+                if item.grams or held == 0:
+                    return -1
+                total += self.planogram.products[item.sku].price * min(item.qty, held)
+            return total if total > 0 else -1
+
+        plausible = [(credit(h), h.probability, k) for k, h in enumerate(hyps)
+                     if not h.unexplained and h.probability >= 1.0 - sure]
+        plausible = [p for p in plausible if p[0] > 0]
+        if not plausible:
+            return list(hyps)
+        k = max(plausible)[2]
+        return [hyps[k], *(h for i, h in enumerate(hyps) if i != k)]
 
     def _taken_again(self, event: ShelfEvent, who: Reach) -> bool:
         """Whether this take lifts again, at once, what its taker just set down on these plates (the
