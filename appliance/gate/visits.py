@@ -362,9 +362,8 @@ class VisitBook:
                 if person.left is None and now - seen > limit:
                     logger.warning("a shopper not seen for %.0f s is taken to have left", limit)
                     self._leave(visit, i, seen)
-            if visit.people and all(p.left is not None for p in visit.people):
-                if now - visit.entered > self.bind_window_s:
-                    visit.left = max(p.left for p in visit.people if p.left is not None)
+            if self._nobody_to_come(visit, now):
+                visit.left = max(p.left for p in visit.people if p.left is not None)
             elif not visit.people and now - visit.entered > limit:
                 logger.warning("a pass nobody was seen coming in on is closed after %.0f s", limit)
                 visit.left = now
@@ -808,12 +807,16 @@ class VisitBook:
         if p.left is not None:
             return None
         p.left = t
-        if all(q.left is not None for q in visit.people) and (
-            visit.open_slots <= 0 or t - visit.entered > self.bind_window_s
-        ):
+        if self._nobody_to_come(visit, t):
             visit.left = t
             return visit
         return None
+
+    def _nobody_to_come(self, visit: Visit, now: float) -> bool:
+        """Whether everyone of the visit has left and nobody more can join it: its party is
+        complete, or the bind window is over."""
+        return bool(visit.people) and all(q.left is not None for q in visit.people) and (
+            visit.open_slots <= 0 or now - visit.entered > self.bind_window_s)
 
     def leaving(self) -> list[Visit]:
         """Visits whose people have all left, removed from the open book. The pass's claims (its
