@@ -81,6 +81,8 @@ FOREIGN_WEIGHED_SPREAD = 0.005  # a plate's gain error: about half a percent
 LOOSE_RETURN_SLACK_G = 5.0  # with the plates' error, a return of loose goods may weigh a little more than
 LOOSE_RETURN_SLACK = 0.01  # the scoop did: about a gram of noise and half a percent of gain each time
 REACH_S = 0.5  # a hand needs about this long to get to a shelf and back: no one does two at once
+HAND_OVER_M = 0.7  # two people handing a thing over stand about a forearm apart: closer than passers-by
+SAME_MOMENT_S = 0.3  # two tracks' points this close in time count as one moment
 UNDO_S = 10.0  # a take of a put-down's weight from its plates this soon after, by its shopper, undoes it
 
 
@@ -957,15 +959,47 @@ class ShopFloor:
         if holding:
             return holding[0]
         others = [Reach(v, 0, 0.0, None) for v, c in sorted(self.carts.items()) if c.holds(sku) > 0]
+        if not others:
+            # Nobody inside holds one: a shopper who already left may have handed it on before going.
+            cutoff = self.now - REFUND_WINDOW_S
+            others = [Reach(v, 0, 0.0, None) for v, (c, _e, left) in sorted(self.closed_carts.items())
+                      if left >= cutoff and c.holds(sku) > 0]
         if len(others) == 1:
             return others[0]
-        if others:
-            return None
-        # Nobody inside holds one: a shopper who already left may have handed it on before going.
-        cutoff = self.now - REFUND_WINDOW_S
-        gone = [Reach(v, 0, 0.0, None) for v, (c, _e, left) in sorted(self.closed_carts.items())
-                if left >= cutoff and c.holds(sku) > 0]
-        return gone[0] if len(gone) == 1 else None
+        putter = reaches[0] if reaches and reaches[0].score >= NOBODY_SCORE else None
+        met = [r for r in others if putter is not None and self._handed_over(r.visit, putter, sku)]
+        return met[0] if len(met) == 1 else None
+
+    def _handed_over(self, holder: str, putter: Reach, sku: str) -> bool:
+        """Whether one of `holder`'s people came within arm's reach of the person who set `sku` down
+        since the holder last took one: a unit changes hands only from hand to hand, so of several
+        carts holding it, only such a one can have handed it to a stranger who then put it back."""
+        visits = {v.nonce: v for v in (*self.book.closed, *self._visits_around(self.now))}
+        giver, taker = visits.get(holder), visits.get(putter.visit)
+        if giver is None or taker is None or not 0 <= putter.person < len(taker.people):
+            return False
+        cart = self.carts[holder] if holder in self.carts else self.closed_carts[holder][0]
+        since = max((c.evidence.t for c in cart.changes if c.sku == sku and c.qty > 0), default=self.now)
+        mine = [self.memory.tracks[t].window(since, self.now) for t in taker.people[putter.person].tracks
+                if t in self.memory.tracks]
+        for person in giver.people:
+            for tid in person.tracks:
+                h = self.memory.tracks.get(tid)
+                if h is None:
+                    continue
+                tt, xy, _ = h.window(since, self.now)
+                for mt, mxy, _ in mine:
+                    if not len(tt) or not len(mt):
+                        continue
+                    # each of the putter's points against the giver's point nearest in time
+                    after = np.clip(np.searchsorted(tt, mt), 0, len(tt) - 1)
+                    before = np.maximum(after - 1, 0)
+                    k = np.where(np.abs(tt[before] - mt) < np.abs(tt[after] - mt), before, after)
+                    together = np.abs(tt[k] - mt) <= SAME_MOMENT_S
+                    apart = np.hypot(*(xy[k] - mxy).T)
+                    if np.any(together & (apart <= HAND_OVER_M)):
+                        return True
+        return False
 
     def _credit_after_exit(self, visit: str, change: CartChange) -> None:
         """A unit that left with a visit's charge came back to a shelf: refund it."""
