@@ -399,9 +399,13 @@ class ShopFloor:
                 if now > e.t_end + lag + MAX_HOLD_S or not who(e):
                     continue
                 pos = self.sensors[e.changes[0].sensor].pos
-                blocked = any(self._near(e, w) and who(e) & who(w) for w in waiting) or any(
-                    since <= e.t_end + OVERLAP_MARGIN_S
-                    and math.dist(self.sensors[sensor].pos[:2], pos[:2]) <= CLUSTER_RADIUS_M
+                # A put-down waits, too, for an earlier change one of the same shoppers may have made,
+                # wherever it was: what it credits depends on what their carts hold by then.
+                put = e.delta_g > 0
+                blocked = any((self._near(e, w) or (put and w.t_start < e.t_start)) and who(e) & who(w)
+                              for w in waiting) or any(
+                    (since < e.t_start if put else since <= e.t_end + OVERLAP_MARGIN_S
+                     and math.dist(self.sensors[sensor].pos[:2], pos[:2]) <= CLUSTER_RADIUS_M)
                     and bool(who(e) & near_busy(sensor, since))
                     for sensor, since in busy
                 )
