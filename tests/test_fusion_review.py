@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from shopkit import T0, Script
+from shopkit import T0, Script, side_by_side
 
 from appliance.events import Evidence, PlateChange, ReviewItem, ShelfEvent
 from appliance.fusion.assign import Reach
@@ -13,16 +13,6 @@ from appliance.replay import ReplayResult, receipts_document
 from appliance.shelves.products import Hypothesis, Item
 
 J, K = "JJJJJJJJJJJJJJJJJJJJJJ", "KKKKKKKKKKKKKKKKKKKKKK"
-
-
-def _two_at_the_cider(s: Script) -> None:
-    """J and K stand right in front of the cider (plate 3) from T0 + 6 to T0 + 18 or 19: whichever of
-    them takes from it, the box cannot tell who did."""
-    for k, (nonce, t_in, t_out) in enumerate(((J, 1.0, 22.0), (K, 2.0, 23.0)), start=1):
-        s.enter(nonce, T0 + t_in)
-        s.walk(f"t{k}", [(T0 + t_in, 1.0, 0.3), (T0 + t_in + 5, 1.25, 3.45), (T0 + t_out - 4, 1.25, 3.45),
-                         (T0 + t_out, 2.5, 0.2), (T0 + t_out + 1, 2.5, -0.5)])
-        s.leave(T0 + t_out)
 
 
 def _held(s: Script) -> list[ReviewItem]:
@@ -38,7 +28,7 @@ def test_a_unit_put_back_while_its_take_waits_for_review_withdraws_the_review_it
     deciding it later would charge a shopper for a unit on the shelf; and the plate was said to
     carry a foreign thing of a cider's weight."""
     s = Script.shop()
-    _two_at_the_cider(s)
+    side_by_side(s, (J, K), 1.25)
     s.change("g1.s1.p3", T0 + 12, -515.0)
     s.change("g1.s1.p3", T0 + 16, +515.0)
     floor, charged = s.run(T0, T0 + 35)
@@ -54,7 +44,7 @@ def test_a_unit_put_back_while_its_take_waits_for_review_withdraws_the_review_it
 
 def test_one_of_two_units_in_review_put_back_leaves_the_review_item_for_one():
     s = Script.shop()
-    _two_at_the_cider(s)
+    side_by_side(s, (J, K), 1.25)
     s.change("g1.s1.p3", T0 + 12, -1030.0)
     s.change("g1.s1.p3", T0 + 16, +515.0)
     floor, charged = s.run(T0, T0 + 35)
@@ -69,7 +59,7 @@ def test_one_of_two_units_in_review_put_back_leaves_the_review_item_for_one():
 
 def test_a_put_back_that_no_review_item_names_is_a_unit_nobody_holds_as_before():
     s = Script.shop()
-    _two_at_the_cider(s)
+    side_by_side(s, (J, K), 1.25)
     s.change("g1.s1.p3", T0 + 12, -515.0)
     s.change("g1.s1.p4", T0 + 16, +32.0)  # a gum nobody took
     floor, charged = s.run(T0, T0 + 35)

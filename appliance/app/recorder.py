@@ -2,13 +2,17 @@
 
 `FloorRecorder` is the shop floor's `FloorListener`: a visit opened becomes a vault visit with a
 random id (the token goes in sealed, the pass only as a keyed hash of its nonce), each cart change
-a cart line with its evidence, each uncertain line a review item, and a visit's receipt at exit
-the ONE transaction that closes the cart and writes its charge row.
+a cart line with its evidence, each uncertain line a review item (withdrawn, or amended to fewer
+units, when the floor says its units came back to a shelf while it waited), and a visit's receipt
+at exit the ONE transaction that closes the cart and writes its charge row.
 
 Everything it does is safe to do twice. A source that is played again after a crash (a recording,
 or devices redelivering) opens the same pass's visit again: the vault recognises the pass and
 hands back the visit it opened, and the recorder, which knows how many cart lines and review
-items that visit already has, stores only what is new. Closing a closed visit returns its charge.
+items that visit already has, stores only what is new (the floor files the review items again in
+the same order, so the n-th is the visit's n-th stored item, whatever became of it since; a
+withdrawal the vault already holds is refused and left at that, an amendment is the same again).
+Closing a closed visit returns its charge.
 Nonce-to-visit ids are kept in memory only.
 
 A unit that comes back to a shelf after its shopper left (the floor's `credited_after_exit`)
