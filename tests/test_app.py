@@ -236,6 +236,31 @@ def test_units_put_back_while_in_review_withdraw_or_amend_the_stored_item_across
     vault.close()
 
 
+def test_units_back_for_a_review_item_a_person_already_decided_leave_the_decision_and_say_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from appliance.app.recorder import FloorRecorder
+    from appliance.events import ReviewItem
+    from appliance.gate.visits import Visit as FloorVisit
+    from appliance.vault import ManualClock
+
+    with Vault.open(tmp_path / "vault", secrets.token_bytes(32), RetentionPolicy.load(), ManualClock(1.7e9)) as vault:
+        recorder = FloorRecorder(vault, {}, "KRW")
+        nonce = "RRRRRRRRRRRRRRRRRRRRRR"
+        recorder.visit_opened(FloorVisit(nonce, 1.0, 1, PassClaims(iss="t", tok="tok_visa", iat=0, exp=10_000,
+                                                                   nonce=nonce)))
+        item = ReviewItem(nonce, "who took it?", (("cola", 1),), Evidence(5.0, ("s1",), -521.0, 0.99, 0.4))
+        recorder.held_for_review(item)
+        (stored,) = vault.open_review_items()
+        vault.resolve_review_item(stored.id, accepted=True, sku="cola", qty=1)
+        with caplog.at_level(logging.INFO):
+            recorder.review_amended(item, None)
+            recorder.review_amended(dataclasses.replace(item), None)  # equal, but not an item it was given
+        assert [r.levelname for r in caplog.records] == ["WARNING", "ERROR"]
+        assert "already accepted" in caplog.records[0].getMessage()
+        assert vault.open_review_items() == [] and vault.review_item_ids(recorder.visit_id(nonce) or "") == [stored.id]
+
+
 def test_review_reasons_become_short_codes() -> None:
     assert review_code("which product?") == "which_product"
     assert review_code("who took it?") == "who_took_it"

@@ -200,7 +200,7 @@ class FloorRecorder:
         held = self._reviewed.get(visit_id, []) if visit_id is not None else []
         k = next((k for k, r in enumerate(held) if r.item is item), None)
         if visit_id is None or k is None or not held[k].item_id:
-            logger.error("units came back for a review item the recorder never stored; nothing to withdraw")
+            logger.error("units came back for a review item the recorder never stored; nothing to change")
             return
         entry = held[k]
         if amended is not None:

@@ -766,15 +766,13 @@ class ShopFloor:
             # Part of what left may have left that plate unweighed: how many units, of what, is
             # unknown (half a 1 L bottle weighs what a whole 0.5 L one does).
             logger.info("a take beside a plate that is not reporting goes to review")
-            self._review(who.visit, event, PLATE_SILENT, hyps, best.probability,
-                         who.confidence)
+            self._review(who.visit, event, PLATE_SILENT, hyps, best.probability, who.confidence)
             return
         if who is not None and self._taken_again(event, who):
             return
         if best.unexplained:
             if who is not None and abs(event.delta_g) >= 3 * self.config.shelves.min_step_g:
-                self._review(who.visit, event, NO_PRODUCT, hyps, best.probability,
-                             who.confidence)
+                self._review(who.visit, event, NO_PRODUCT, hyps, best.probability, who.confidence)
             else:
                 self._record(event, "ignored: unexplained")
             return
