@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.config import StoreConfig, parse_config
 from appliance.events import GateEvent, SampleBlock, ShelfEvent, TrackPoint
-from appliance.fusion.loop import ShopFloor
+from appliance.fusion.loop import FloorListener, ShopFloor
 from appliance.gate.passes import issue_pass, parse_pass_unchecked, public_key_b64
 from appliance.shelves.steps import StepDetector, stock_partners
 
@@ -152,10 +152,11 @@ class Script:
                 out.append(TrackPoint(round(float(t), 3), track, x, y, hand))
         return sorted(out, key=lambda p: (p.t, p.track))
 
-    def run(self, t0: float, t1: float, keep_log_s: float | None = None,
+    def run(self, t0: float, t1: float, keep_log_s: float | None = None, listener: FloorListener | None = None,
             ) -> tuple[ShopFloor, dict[str, dict[str, int]]]:
         """Run the loop over [t0, t1); returns it and each visit's charged units {nonce: {sku: qty}}."""
-        floor = ShopFloor(self.config, exits_from_gate=any(e.kind == "exit" for e in self.gate), keep_log_s=keep_log_s)
+        floor = ShopFloor(self.config, exits_from_gate=any(e.kind == "exit" for e in self.gate), keep_log_s=keep_log_s,
+                          listener=listener)
         block = self.samples(t0, t1)
         stream = sorted([(e.t, 0, e) for e in self.gate] + [(p.t, 1, p) for p in self.points()],
                         key=lambda x: (x[0], x[1]))
@@ -179,3 +180,13 @@ class Script:
         charged = {r.visit: {ln.sku: ln.qty for ln in r.lines} for r in receipts}
         self.receipts = receipts
         return floor, charged
+
+
+def side_by_side(s: Script, nonces: tuple[str, str], x: float) -> None:
+    """Two shoppers on passes of their own stand right in front of x, from T0 + 6 to T0 + 18 and 19
+    (tracks t1, t2): whichever of them takes from the plate there, the box cannot tell who did."""
+    for k, (nonce, t_in, t_out) in enumerate(((nonces[0], 1.0, 22.0), (nonces[1], 2.0, 23.0)), start=1):
+        s.enter(nonce, T0 + t_in)
+        s.walk(f"t{k}", [(T0 + t_in, 1.0, 0.3), (T0 + t_in + 5, x, 3.45), (T0 + t_out - 4, x, 3.45),
+                         (T0 + t_out, 2.5, 0.2), (T0 + t_out + 1, 2.5, -0.5)])
+        s.leave(T0 + t_out)

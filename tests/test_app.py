@@ -101,7 +101,8 @@ def check_day(vault: Vault, sandbox: SandboxProcessor, recording: Recording, exp
         assert {s: n for s, n in units.items() if n} == {ln.sku: ln.qty for ln in receipt.lines if ln.qty}
         assert all(abs(grams[ln.sku] - ln.grams) < 0.11 for ln in receipt.lines if ln.grams)
         review = [r for r in vault.open_review_items() if r.visit == known.visit]
-        assert sorted(r.reason for r in review) == sorted(review_code(r.reason) for r in receipt.review)
+        assert sorted((r.reason, r.candidates) for r in review) == sorted(
+            (review_code(r.reason), r.candidates) for r in receipt.review)
         charged.add(charge.order_ref)
     assert set(per_ref) <= charged and vault.open_visits() == []
     assert vault.final_charges_with_tokens() == []
@@ -187,6 +188,77 @@ def test_a_unit_put_back_after_its_shopper_left_is_refunded_once_the_charge_is_p
     assert recorder.settle_returns() == 1
     assert refunds == [(paid.order_ref, sku, 1)] and recorder.returns == []
     assert recorder.settle_returns() == 0 and len(refunds) == 1  # once
+
+
+@pytest.mark.parametrize("stop_s", [14.0, 20.0])  # stopped before the unit came back, or after
+@pytest.mark.parametrize(("taken_g", "left"), [(-515.0, []), (-1030.0, [(("cider", 1),)])])
+def test_units_put_back_while_in_review_withdraw_or_amend_the_stored_item_across_a_restart(
+    tmp_path: Path, stop_s: float, taken_g: float, left: list[tuple[tuple[str, int], ...]]
+) -> None:
+    """Regression: the vault kept a take's review item open after its units were back on the shelf,
+    for a person on the owner page to accept and charge."""
+    from shopkit import T0, Script, side_by_side
+
+    from appliance.app.recorder import FloorRecorder
+    from appliance.vault import ManualClock
+
+    nonces = ("JJJJJJJJJJJJJJJJJJJJJJ", "KKKKKKKKKKKKKKKKKKKKKK")
+    s = Script.shop()
+    side_by_side(s, nonces, 1.25)
+    s.change("g1.s1.p3", T0 + 12, taken_g)
+    s.change("g1.s1.p3", T0 + 16, +515.0)
+    key, clock = secrets.token_bytes(32), ManualClock(T0)
+    products = {p.sku: p for p in s.config.products}
+
+    def box() -> tuple[Vault, FloorRecorder]:
+        vault = Vault.open(tmp_path / "vault", key, RetentionPolicy.load(), clock)
+        return vault, FloorRecorder(vault, products, "KRW")
+
+    vault, recorder = box()
+    s.run(T0, T0 + stop_s, listener=recorder)  # the box stops with both shoppers inside
+    assert len(vault.open_review_items()) == (1 if stop_s < 16 else len(left))
+    vault.close()
+    vault, recorder = box()  # started again, it plays its input again from the start
+    s.run(T0, T0 + 35, listener=recorder)
+    assert recorder.recognised == 2
+    ids = {}
+    for receipt in s.receipts:
+        ids[receipt.visit] = recorder.visit_id(receipt.visit)
+        assert recorder.visit_left(receipt) is not None
+    stored = sorted((i.visit, i.reason, i.candidates) for i in vault.open_review_items())
+    assert stored == sorted((ids[r.visit], review_code(item.reason), item.candidates)
+                            for r in s.receipts for item in r.review)
+    assert [i.candidates for i in vault.open_review_items()] == left
+    assert sum(len(vault.review_item_ids(v)) for v in ids.values()) == 1  # stored once, not again after the restart
+    changed = Counter(e.kind for e in vault.audit_log.entries(kinds=["review.withdrawn", "review.amended"]))
+    assert changed == Counter({"review.amended" if left else "review.withdrawn": 1})
+    assert vault.verify_audit().ok
+    vault.close()
+
+
+def test_units_back_for_a_review_item_a_person_already_decided_leave_the_decision_and_say_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from appliance.app.recorder import FloorRecorder
+    from appliance.events import ReviewItem
+    from appliance.gate.visits import Visit as FloorVisit
+    from appliance.vault import ManualClock
+
+    with Vault.open(tmp_path / "vault", secrets.token_bytes(32), RetentionPolicy.load(), ManualClock(1.7e9)) as vault:
+        recorder = FloorRecorder(vault, {}, "KRW")
+        nonce = "RRRRRRRRRRRRRRRRRRRRRR"
+        recorder.visit_opened(FloorVisit(nonce, 1.0, 1, PassClaims(iss="t", tok="tok_visa", iat=0, exp=10_000,
+                                                                   nonce=nonce)))
+        item = ReviewItem(nonce, "who took it?", (("cola", 1),), Evidence(5.0, ("s1",), -521.0, 0.99, 0.4))
+        recorder.held_for_review(item)
+        (stored,) = vault.open_review_items()
+        vault.resolve_review_item(stored.id, accepted=True, sku="cola", qty=1)
+        with caplog.at_level(logging.INFO):
+            recorder.review_amended(item, None)
+            recorder.review_amended(dataclasses.replace(item), None)  # equal, but not an item it was given
+        assert [r.levelname for r in caplog.records] == ["WARNING", "ERROR"]
+        assert "already accepted" in caplog.records[0].getMessage()
+        assert vault.open_review_items() == [] and vault.review_item_ids(recorder.visit_id(nonce) or "") == [stored.id]
 
 
 def test_review_reasons_become_short_codes() -> None:

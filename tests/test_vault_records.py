@@ -241,6 +241,42 @@ def test_a_review_item_waits_for_a_person_and_is_decided_once(vault: Vault, cloc
         vault.add_review_item(visit, ReviewItem(visit, "the man in the red coat", (), ev()))
 
 
+def test_the_box_withdraws_or_amends_an_open_review_item_whose_units_came_back(
+        vault: Vault, clock: ManualClock) -> None:
+    visit = enter(vault)
+    first = vault.add_review_item(visit, ReviewItem(visit, "who_took_it", (("cola", 1),), ev()))
+    clock.advance(DAY)  # the next day's file: a visit's items are found across files, in order
+    second = vault.add_review_item(visit, ReviewItem(visit, "which_product", (("chips", 2), ("crisps", 2)), ev()))
+    vault.withdraw_review_item(first)
+    assert [i.id for i in vault.open_review_items()] == [second]  # the owner page no longer lists it
+    vault.amend_review_item(second, (("chips", 1),))
+    vault.amend_review_item(second, (("chips", 1),))  # again, as a box replaying after a restart: no change
+    assert [(i.id, i.candidates) for i in vault.open_review_items()] == [(second, (("chips", 1),))]
+    assert vault.review_item_ids(visit) == [first, second] and vault.review_item_ids(enter(vault)) == []
+    audited = [(e.kind, e.fields) for e in vault.audit_log.entries(kinds=["review.withdrawn", "review.amended"])]
+    assert audited == [
+        ("review.withdrawn", {"visit": visit, "item": first, "reason": "returned_to_shelf"}),
+        ("review.amended", {"visit": visit, "item": second, "reason": "returned_to_shelf"}),
+    ]
+    for refused in (lambda: vault.withdraw_review_item(first), lambda: vault.amend_review_item(first, (("cola", 1),)),
+                    lambda: vault.resolve_review_item(first, accepted=True, sku="cola", qty=1)):
+        with pytest.raises(ChargeStateError, match="already withdrawn"):
+            refused()
+    vault.resolve_review_item(second, accepted=True, sku="chips", qty=1)
+    with pytest.raises(ChargeStateError, match="already accepted"):
+        vault.withdraw_review_item(second)
+    for unknown in (second + 1000, 0, (99 << 32) | 1):
+        with pytest.raises(UnknownRecordError):
+            vault.withdraw_review_item(unknown)
+    with pytest.raises(ValueError, match="withdraw it"):
+        vault.amend_review_item(second, ())
+    with pytest.raises(ValueError, match="above 0"):
+        vault.amend_review_item(second, (("chips", 0),))
+    with pytest.raises(ValueError, match="short code"):
+        vault.withdraw_review_item(second, reason="the unit is back")
+    assert vault.verify_audit().ok
+
+
 def test_refunds_of_a_line_and_of_the_rest_of_the_visit(vault: Vault) -> None:
     visit = enter(vault)
     charge = vault.close_visit(

@@ -2,13 +2,17 @@
 
 `FloorRecorder` is the shop floor's `FloorListener`: a visit opened becomes a vault visit with a
 random id (the token goes in sealed, the pass only as a keyed hash of its nonce), each cart change
-a cart line with its evidence, each uncertain line a review item, and a visit's receipt at exit
-the ONE transaction that closes the cart and writes its charge row.
+a cart line with its evidence, each uncertain line a review item (withdrawn, or amended to fewer
+units, when the floor says its units came back to a shelf while it waited), and a visit's receipt
+at exit the ONE transaction that closes the cart and writes its charge row.
 
 Everything it does is safe to do twice. A source that is played again after a crash (a recording,
 or devices redelivering) opens the same pass's visit again: the vault recognises the pass and
 hands back the visit it opened, and the recorder, which knows how many cart lines and review
-items that visit already has, stores only what is new. Closing a closed visit returns its charge.
+items that visit already has, stores only what is new (the floor files the review items again in
+the same order, so the n-th is the visit's n-th stored item, whatever became of it since; a
+withdrawal the vault already holds is refused and left at that, an amendment is the same again).
+Closing a closed visit returns its charge.
 Nonce-to-visit ids are kept in memory only.
 
 A unit that comes back to a shelf after its shopper left (the floor's `credited_after_exit`)
@@ -40,6 +44,15 @@ CRASH_POINTS = ("cart.line_stored",)
 RefundLine = Callable[[str, str, int], object]
 """Records a line refund: (order_ref, sku, units); the outbox's `refund_line`."""
 _NOT_CODE = re.compile(r"[^a-z0-9]+")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Reviewed:
+    """A review item the floor filed, and its id in the vault (0 if it could not be stored)."""
+
+    item: ReviewItem
+    item_id: int
+    before_restart: bool  # stored before a restart, when the floor filed it the first time
 
 
 def review_code(reason: str) -> str:
@@ -79,7 +92,8 @@ class FloorRecorder:
         self._lines_seen: dict[str, int] = {}
         self._lines_stored: dict[str, int] = {}
         self._review_seen: dict[str, int] = {}
-        self._review_stored: dict[str, int] = {}
+        self._review_stored: dict[str, list[int]] = {}  # vault ids of a visit's review items stored before
+        self._reviewed: dict[str, list[_Reviewed]] = {}
         self._admitted_here: set[str] = set()
         self._lock = threading.Lock()
         self.recognised = 0
@@ -128,16 +142,20 @@ class FloorRecorder:
         )
         self._ids[visit.nonce] = visit_id
         self._lines_seen[visit_id] = self._review_seen[visit_id] = 0
+        self._reviewed[visit_id] = []
         with self._lock:
             fresh = known is None or visit.nonce in self._admitted_here
             self._admitted_here.discard(visit.nonce)
         if fresh:
-            self._lines_stored[visit_id] = self._review_stored[visit_id] = 0
+            self._lines_stored[visit_id] = 0
+            self._review_stored[visit_id] = []
             return
         # A pass seen before a restart: what of its visit is stored already will come again.
         self.recognised += 1
         self._lines_stored[visit_id] = len(self._vault.cart_lines(visit_id))
-        self._review_stored[visit_id] = sum(1 for r in self._vault.open_review_items() if r.visit == visit_id)
+        # Every item stored, whatever became of it since (withdrawn, or decided by a person): the
+        # floor files them again in the same order.
+        self._review_stored[visit_id] = self._vault.review_item_ids(visit_id)
         logger.info("visit %s continues after a restart (%s cart lines stored)", visit_id,
                     self._lines_stored[visit_id])
 
@@ -164,14 +182,41 @@ class FloorRecorder:
             logger.error("a review item for a visit the recorder never saw opened was not stored")
             return
         self._review_seen[visit_id] += 1
-        if self._review_seen[visit_id] <= self._review_stored[visit_id]:
+        stored = self._review_stored[visit_id]
+        if self._review_seen[visit_id] <= len(stored):
+            self._reviewed[visit_id].append(_Reviewed(item, stored[self._review_seen[visit_id] - 1], True))
             return
+        item_id = 0
         try:
-            self._vault.add_review_item(
+            item_id = self._vault.add_review_item(
                 visit_id, dataclasses.replace(item, visit=visit_id, reason=review_code(item.reason))
             )
         except (VaultError, ValueError) as err:
             logger.error("visit %s: a review item could not be stored: %s", visit_id, err)
+        self._reviewed[visit_id].append(_Reviewed(item, item_id, False))
+
+    def review_amended(self, item: ReviewItem, amended: ReviewItem | None) -> None:
+        visit_id = self._ids.get(item.visit)
+        held = self._reviewed.get(visit_id, []) if visit_id is not None else []
+        k = next((k for k, r in enumerate(held) if r.item is item), None)
+        if visit_id is None or k is None or not held[k].item_id:
+            logger.error("units came back for a review item the recorder never stored; nothing to change")
+            return
+        entry = held[k]
+        if amended is not None:
+            held[k] = dataclasses.replace(entry, item=amended)
+        try:
+            if amended is None:
+                self._vault.withdraw_review_item(entry.item_id)
+            else:
+                self._vault.amend_review_item(entry.item_id, amended.candidates)
+        except ChargeStateError as err:
+            # Done before a restart; or a person decided it before the units came back, and
+            # should know that they did.
+            level = logging.INFO if entry.before_restart else logging.WARNING
+            logger.log(level, "visit %s: units came back for a review item that is no longer open: %s", visit_id, err)
+        except (VaultError, ValueError) as err:
+            logger.error("visit %s: a review item whose units came back could not be changed: %s", visit_id, err)
 
     def credited_after_exit(self, change: CartChange) -> None:
         visit_id, _left = self._closed.get(change.visit, ("", 0.0))
@@ -212,7 +257,7 @@ class FloorRecorder:
         if visit_id is None:
             logger.error("a receipt for a visit the recorder never saw opened was not charged")
             return None
-        for seen in (self._lines_seen, self._lines_stored, self._review_seen, self._review_stored):
+        for seen in (self._lines_seen, self._lines_stored, self._review_seen, self._review_stored, self._reviewed):
             seen.pop(visit_id, None)
         cutoff = receipt.left - REFUND_WINDOW_S
         self._closed = {nonce: v for nonce, v in self._closed.items() if v[1] >= cutoff}

@@ -29,6 +29,17 @@ class Cart:
             self.grams[change.sku] = max(0.0, self.grams.get(change.sku, 0.0) + change.grams)
         self.changes.append(change)
 
+    def amend_review(self, item: ReviewItem, amended: ReviewItem | None) -> None:
+        """Replace one of the cart's review items (this very one, not an equal one) with `amended`, or
+        withdraw it when None: its units came back to a shelf while it waited for a person."""
+        k = next((k for k, held in enumerate(self.review) if held is item), None)
+        if k is None:
+            raise ValueError(f"cart {self.visit} holds no such review item")
+        if amended is None:
+            del self.review[k]
+        else:
+            self.review[k] = amended
+
     def holds(self, sku: str) -> int:
         return self.units.get(sku, 0)
 

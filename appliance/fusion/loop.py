@@ -50,6 +50,7 @@ from appliance.shelves.products import (
     RELATIVE_ERROR,
     Candidate,
     Hypothesis,
+    Item,
     Planogram,
     explain,
     measurement_sd,
@@ -84,6 +85,11 @@ REACH_S = 0.5  # a hand needs about this long to get to a shelf and back: no one
 HAND_OVER_M = 0.7  # two people handing a thing over stand about a forearm apart: closer than passers-by
 SAME_MOMENT_S = 0.3  # two tracks' points this close in time count as one moment
 UNDO_S = 10.0  # a take of a put-down's weight from its plates this soon after, by its shopper, undoes it
+WHO_TOOK_IT = "who took it?"
+WHICH_PRODUCT = "which product?"
+NO_PRODUCT = "weight change matches no product here"
+PLATE_SILENT = "a plate beside it is not reporting"
+TAKE_REVIEWS = frozenset({WHO_TOOK_IT, WHICH_PRODUCT, NO_PRODUCT, PLATE_SILENT})  # what `_taken` files
 
 
 def same_bag(grams: float, bag: float) -> bool:
@@ -153,6 +159,11 @@ class FloorListener(Protocol):
     def cart_changed(self, change: CartChange) -> None: ...
     def held_for_review(self, item: ReviewItem) -> None: ...
     def credited_after_exit(self, change: CartChange) -> None: ...
+
+    def review_amended(self, item: ReviewItem, amended: ReviewItem | None) -> None:
+        """Some units of `item` (the very object `held_for_review` was given) came back to a shelf
+        while it waited: a person is to decide only on `amended` now, or on nothing when None."""
+        ...
 
 
 class ShopFloor:
@@ -761,15 +772,13 @@ class ShopFloor:
             # Part of what left may have left that plate unweighed: how many units, of what, is
             # unknown (half a 1 L bottle weighs what a whole 0.5 L one does).
             logger.info("a take beside a plate that is not reporting goes to review")
-            self._review(who.visit, event, "a plate beside it is not reporting", hyps, best.probability,
-                         who.confidence)
+            self._review(who.visit, event, PLATE_SILENT, hyps, best.probability, who.confidence)
             return
         if who is not None and self._taken_again(event, who):
             return
         if best.unexplained:
             if who is not None and abs(event.delta_g) >= 3 * self.config.shelves.min_step_g:
-                self._review(who.visit, event, "weight change matches no product here", hyps, best.probability,
-                             who.confidence)
+                self._review(who.visit, event, NO_PRODUCT, hyps, best.probability, who.confidence)
             else:
                 self._record(event, "ignored: unexplained")
             return
@@ -793,7 +802,7 @@ class ShopFloor:
         goods = [i for i in best.items if not i.sku.startswith("foreign:")]
         confidence = p_amount * who.confidence
         if confidence < self.config.fusion.min_confidence:
-            reason = "which product?" if p_amount < who.confidence else "who took it?"
+            reason = WHICH_PRODUCT if p_amount < who.confidence else WHO_TOOK_IT
             self._review(who.visit, event, reason, hyps, best.probability, who.confidence)
             return
         plates = event.sensors
@@ -919,6 +928,9 @@ class ShopFloor:
             if item.sku.startswith("foreign:"):
                 continue
             holder = self._holder(item.sku, item.qty, reaches)
+            if holder is None and item.qty > 0 and not item.grams and \
+                    self._returned_in_review(event, item, reaches, best):
+                continue
             if holder is None:
                 # Nobody's cart holds it: not charged to anyone; the plate now carries it.
                 # It looked like stock: a thing set down and weighed as well as the plate weighs.
@@ -950,6 +962,73 @@ class ShopFloor:
                     ex.bags.setdefault(item.sku, []).append(item.grams)
             self._record(event, "returned" if stocked_here else "returned to the wrong place", holder.visit, best,
                          holder.confidence)
+
+    def _returned_in_review(self, event: ShelfEvent, item: Item, reaches: Sequence[Reach],
+                            best: Hypothesis) -> bool:
+        """Whether units nobody's cart holds came back while a take of them waits for review, and if so
+        take them off that review item (withdrawing it when all its units are back).
+
+        A take held for review is in no cart, so its units coming back find no holder; left alone,
+        the item would still show a take with good evidence to the person deciding it. The units
+        are stock again where they belong: nothing foreign is left on the plate (units beyond what
+        the item could hold are, as for any unit nobody holds).
+        """
+        found = self._review_source(event, item.sku, reaches)
+        if found is None:
+            return False
+        source, reach = found
+        # Its units as the likeliest reading naming the product has them (the candidates are the take's
+        # three likeliest readings, however unlikely the others); once they are all back, it is over.
+        # The units that came back say which product was taken: the other products' readings go.
+        taken = next(q for sku, q in source.candidates if sku == item.sku)
+        back = min(item.qty, taken)
+        left = () if back == taken else tuple(dict.fromkeys(
+            (sku, q - back) for sku, q in source.candidates if sku == item.sku and q > back))
+        amended = replace(source, candidates=left) if left else None
+        self.carts[source.visit].amend_review(source, amended)
+        if self.listener is not None:
+            self.listener.review_amended(source, amended)
+        main_plate = max(event.changes, key=lambda c: abs(c.delta_g)).sensor
+        if item.qty > back:
+            unit_g = self.planogram.products[item.sku].unit_g or 0.0
+            self._add_foreign(main_plate, event, (item.qty - back) * unit_g, FOREIGN_WEIGHED_SPREAD)
+        stocked_here = any(item.sku in self.planogram.on_plate.get(s, ()) for s in event.sensors)
+        if not stocked_here:
+            self.restock.append(RestockAlert(event.t_end, main_plate, item.sku, back))
+            ex = self.extras.setdefault(main_plate, PlateExtras())
+            ex.misplaced[item.sku] = ex.misplaced.get(item.sku, 0) + back
+        logger.info("units held for review came back to a shelf: the review item was %s",
+                    "amended" if amended else "withdrawn")
+        outcome = "returned while in review" if stocked_here else "returned to the wrong place while in review"
+        self._record(event, outcome, source.visit, best, reach.confidence if reach else 0.0)
+        return True
+
+    def _review_source(self, event: ShelfEvent, sku: str,
+                       reaches: Sequence[Reach]) -> tuple[ReviewItem, Reach | None] | None:
+        """The open review item of a take that units of `sku` put down by nobody's cart most plausibly
+        came from, with the reach that names its visit (None when no reach does).
+
+        Only takes of a visit still in the shop that list `sku` among their candidates and began
+        before the put-down count. As `_holder` credits a return: the visit of the nearest reach
+        with such an item; else, if only one visit has any, that one; else nobody (two shoppers'
+        doubts over one product, and neither at the plate, are not settled by a guess). Of one
+        visit's several such items the newest: the unit taken last is the likeliest still in hand.
+        """
+        def waiting(visit: str) -> list[ReviewItem]:
+            cart = self.carts.get(visit)
+            if cart is None:
+                return []
+            return [r for r in cart.review if r.reason in TAKE_REVIEWS and r.evidence.t <= event.t_start
+                    and any(s == sku and q > 0 for s, q in r.candidates)]
+
+        for reach in reaches:
+            items = waiting(reach.visit)
+            if items:
+                return items[-1], reach
+        visits = [v for v in sorted(self.carts) if waiting(v)]
+        if len(visits) == 1:
+            return waiting(visits[0])[-1], None
+        return None
 
     def _apply(self, visit: str, change: CartChange) -> None:
         self.carts[visit].apply(change)

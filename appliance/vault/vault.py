@@ -591,6 +591,83 @@ class Vault:
                 )
             self.audit("review.resolved", visit=visit_id, item=item_id, accepted=bool(accepted))
 
+    def withdraw_review_item(self, item_id: int, *, reason: str = "returned_to_shelf") -> None:
+        """The box takes back an open review item nobody is to decide any more (its units came back
+        to a shelf while it waited): state `withdrawn`, audited, gone from `open_review_items`.
+
+        Raises:
+            UnknownRecordError: no such item (or its period has expired).
+            ChargeStateError: the item is not open (a person decided it, or it was withdrawn already).
+            ValueError: `reason` is not a short code.
+        """
+        if not _CODE.fullmatch(reason) or not reason:
+            raise ValueError(f"a withdrawal reason must be a short code such as returned_to_shelf, got {reason!r}")
+        with self._lock:
+            self._check_open()
+            _, conn = self._review_item_file(item_id)
+            row_id = item_id & ((1 << _ROW_ID_BITS) - 1)
+            with transaction(conn, "withdraw review item") as c:
+                rows = c.execute("SELECT visit, state FROM review_items WHERE id = ?", (row_id,)).fetchall()
+                if not rows:
+                    raise UnknownRecordError(f"no review item {item_id}")
+                visit_id, state = rows[0]
+                if state != "open":
+                    raise ChargeStateError(f"review item {item_id} was already {state}")
+                c.execute("UPDATE review_items SET state = 'withdrawn', resolved_at = ? WHERE id = ?",
+                          (self._stored_now(), row_id))
+            self.audit("review.withdrawn", visit=visit_id, item=item_id, reason=reason)
+
+    def amend_review_item(self, item_id: int, candidates: Sequence[tuple[str, int]], *,
+                          reason: str = "returned_to_shelf") -> None:
+        """Replace the candidates of an open review item (some of its units came back to a shelf while
+        it waited: a person is to decide only on the rest). The same candidates again change nothing
+        and are not audited again, so a box replaying its input after a restart may ask twice.
+
+        Raises:
+            UnknownRecordError: no such item (or its period has expired).
+            ChargeStateError: the item is not open (a person decided it, or it was withdrawn).
+            ValueError: no candidates (withdraw the item instead), a malformed one, or a reason that
+                is not a short code.
+        """
+        if not _CODE.fullmatch(reason) or not reason:
+            raise ValueError(f"an amendment reason must be a short code such as returned_to_shelf, got {reason!r}")
+        if not candidates:
+            raise ValueError("an amended review item needs candidates (withdraw it when none are left)")
+        for sku, qty in candidates:
+            if not isinstance(sku, str) or not sku or len(sku) > MAX_SKU_CHARS:
+                raise ValueError(f"a candidate's sku must be 1-{MAX_SKU_CHARS} characters, got {sku!r}")
+            if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
+                raise ValueError(f"a candidate's quantity must be a whole number above 0, got {qty!r}")
+        text = json.dumps([[sku, qty] for sku, qty in candidates])
+        with self._lock:
+            self._check_open()
+            _, conn = self._review_item_file(item_id)
+            row_id = item_id & ((1 << _ROW_ID_BITS) - 1)
+            with transaction(conn, "amend review item") as c:
+                rows = c.execute("SELECT visit, state, candidates FROM review_items WHERE id = ?", (row_id,)).fetchall()
+                if not rows:
+                    raise UnknownRecordError(f"no review item {item_id}")
+                visit_id, state, before = rows[0]
+                if state != "open":
+                    raise ChargeStateError(f"review item {item_id} was already {state}")
+                if before == text:
+                    return
+                c.execute("UPDATE review_items SET candidates = ? WHERE id = ?", (text, row_id))
+            self.audit("review.amended", visit=visit_id, item=item_id, reason=reason)
+
+    def review_item_ids(self, visit_id: str) -> list[int]:
+        """The ids of every review item of a visit, whatever became of it, in the order they were stored."""
+        with self._lock:
+            self._check_alive()
+            out: list[int] = []
+            for period in self._files.live_periods(EVIDENCE):
+                conn = self._files.connection(period)
+                if conn is None:
+                    continue
+                rows = read(conn, "SELECT id FROM review_items WHERE visit = ?", (visit_id,))
+                out.extend((period.index << _ROW_ID_BITS) | r[0] for r in rows)
+            return sorted(out)
+
     def open_review_items(self) -> list[OpenReviewItem]:
         """Review items waiting for a decision, oldest first."""
         with self._lock:
