@@ -15,6 +15,7 @@ deciding what they mean is left to product inference and fusion.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -64,6 +65,14 @@ SLOW_RECHECK_S = 1.0  # a plate whose level and anchor stay apart is searched ag
 DOUBT_MIN_SHARE = 0.5  # a settled window this share of the least confirmable change off is worth a second look
 REFINE_MAX_S = 10.0  # readings after settling that measure the new level (slow drift beyond)
 REFINE_GAIN = 2.0 / 3.0  # measured again only from half as many readings again as the settling window's
+# A plate can turn noisier than it was when its noise was learnt (a fridge compressor starts, a plate
+# works loose, the shelf above is being handled). Its readings then keep crossing the busy limit and
+# never hold still enough to settle, and noise is learnt only while quiet: it would stay busy. A busy
+# stretch whose readings stay centred on the level it left, piece after piece, is the plate's own
+# scatter, and what they scatter by is its noise. A hand on the plate or an item gone moves them off it.
+SCATTER_LEARN_S = 3.0  # readings of a busy stretch that show its scatter
+SCATTER_PIECE_S = 0.5  # the stretch is cut into pieces this long; every one must stay on the level
+MAD_SIGMA = 1.4826  # a normal scatter's standard deviation per median absolute deviation
 
 
 @dataclass(slots=True)
@@ -364,11 +373,46 @@ class StepDetector:
             if np.max(np.abs(seg - m)) <= 4.0 * noise + 1.0:
                 self._settled(s, busy, a, int(j), m)
                 return
+        scatter = self._own_scatter(s, tt, gg)
+        if scatter is not None:
+            logger.debug("sensor %s scatters by %.1f g, more than the %.1f g learnt", self.ids[s], scatter, noise)
+            self.noise[s] = scatter
+            self._try_settle(s, busy)
+            return
         if tt[-1] - busy.since > self.settings.max_busy_s:
             logger.warning("sensor %s busy for over %.0f s; re-levelled", self.ids[s], self.settings.max_busy_s)
             tail = gg[tt >= tt[-1] - window]
             # a median is about a quarter less efficient than a mean (pi / 2 in variance)
             self._settled(s, busy, n - tail.size, n - 1, float(np.median(tail)), math.pi / 2)
+
+    def _own_scatter(self, s: int, tt: FloatArray, gg: FloatArray) -> float | None:
+        """What plate `s` scatters by, read from its busy readings `tt`, `gg`, when they are only its
+        own scatter around the level they left and that scatter is larger than its learnt noise;
+        else None. The last `SCATTER_LEARN_S` of them must stay centred on the level as a whole and
+        in every `SCATTER_PIECE_S` piece (medians, which a glitch does not move): a hand resting on
+        the plate, an item taken or set down, even one lifted and put back, moves some piece off it.
+        Readings only scattering more than learnt cannot hide a change that stands out from the
+        scatter they really have."""
+        if tt[-1] - tt[0] < SCATTER_LEARN_S:
+            return None
+        first = int(np.searchsorted(tt, tt[-1] - SCATTER_LEARN_S))
+        off = gg[first:] - self.level[s]
+        centre = float(np.median(off))
+        scatter = MAD_SIGMA * float(np.median(np.abs(off - centre)))
+        if not self.noise[s] < scatter <= NOISE_CEIL_G:
+            return None
+        # a median is as good as a mean of 2 / pi as many readings
+        n_eff = SCATTER_LEARN_S * INDEPENDENT_PER_S * 2.0 / math.pi
+        if abs(centre) > SIGNIFICANT_SIGMA * math.sqrt(float(self.level_var[s]) + scatter**2 / n_eff):
+            return None
+        piece = ((tt[first:] - tt[first]) // SCATTER_PIECE_S).astype(np.int64)
+        bounds = np.flatnonzero(np.r_[True, piece[1:] != piece[:-1], True])
+        n_piece = max(1.0, SCATTER_PIECE_S * INDEPENDENT_PER_S * 2.0 / math.pi)
+        limit = SIGNIFICANT_SIGMA * math.sqrt(float(self.level_var[s]) + scatter**2 / n_piece)
+        for a, b in itertools.pairwise(bounds):
+            if abs(float(np.median(off[a:b]))) > limit:
+                return None
+        return scatter
 
     def _window(self, s: int) -> float:
         """How long plate `s` must hold still: longer on a noisy plate, whose level a short window
