@@ -125,3 +125,16 @@ def test_a_plate_turned_noisier_beside_a_shopper_does_not_hold_their_receipt() -
     _, charged = s.run(T0, T0 + 60)
     assert charged == {"SSSSSSSSSSSSSSSSSSSSSS": {"cola": 1}}
     assert s.ready_at["SSSSSSSSSSSSSSSSSSSSSS"] <= T0 + 20.5
+
+
+def test_a_plate_noisy_from_the_start_leaves_warming_up_knowing_its_noise() -> None:
+    """p3 scatters by 8 g from its first reading. Warming up used to learn noise with the same time
+    constant as later on, starting from 1 g, and had too little time: it left believing about 5.5 g
+    (a simulated plate with slower, coloured scatter of about 8.5 g left believing 4 g, and was busy
+    from then on)."""
+    for seed in (1, 2, 3):
+        s = Script.shop()
+        s.seed = seed
+        s.plate_noise = {"g1.s1.p3": 8.0}
+        _, _, det = _follow(s, 2.5, "g1.s1.p3")
+        assert 6.8 <= det.noise[det.ids.index("g1.s1.p3")] <= 9.5, seed
