@@ -543,8 +543,7 @@ class StepDetector:
             plates = {m.sensor for m in members}
             near = plates.union(*(self.neighbours[p] for p in plates))
             t_end = max(m.t_end for m in members)
-            # (a plate beside them whose readings only scatter around its level has no share in them)
-            waiting = any(p in self._busy and self.moving(p) for p in near) or self._now < t_end + SAME_PLATE_MARGIN_S
+            waiting = any(p in self._busy for p in near) or self._now < t_end + SAME_PLATE_MARGIN_S
             if waiting and not final:
                 keep.extend(members)
                 continue
