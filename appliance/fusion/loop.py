@@ -305,9 +305,11 @@ class ShopFloor:
         return out
 
     def _undecided(self) -> list[tuple[float, str]]:
-        """Shelf changes not decided yet: (when they began, plate)."""
+        """Shelf changes not decided yet: (when they began, plate). A busy plate whose readings only
+        scatter around its level (shaken by a hand on the gondola, or noisier than it has learnt so
+        far) has no change under way yet: one that comes later is not of anybody who left before."""
         out = [(e.t_start, c.sensor) for e in self.pending for c in e.changes]
-        out += [(b.since, self.steps.ids[s]) for s, b in self.steps._busy.items()]
+        out += [(b.since, self.steps.ids[s]) for s, b in self.steps._busy.items() if self.steps.moving(s)]
         out += [(st.t_start, self.steps.ids[st.sensor]) for st in self.steps._steps]
         out += [(st.t_start, self.steps.ids[st.sensor]) for st in self.steps.doubts]
         return out

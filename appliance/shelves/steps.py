@@ -15,6 +15,7 @@ deciding what they mean is left to product inference and fusion.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -64,6 +65,15 @@ SLOW_RECHECK_S = 1.0  # a plate whose level and anchor stay apart is searched ag
 DOUBT_MIN_SHARE = 0.5  # a settled window this share of the least confirmable change off is worth a second look
 REFINE_MAX_S = 10.0  # readings after settling that measure the new level (slow drift beyond)
 REFINE_GAIN = 2.0 / 3.0  # measured again only from half as many readings again as the settling window's
+# A plate can turn noisier than it was when its noise was learnt (a fridge compressor starts, a plate
+# works loose). Its readings then keep crossing the busy limit and never hold still enough to settle,
+# and noise is learnt only while quiet: it would stay busy. A busy stretch whose readings stay centred
+# on the level it left, piece after piece, for longer than a hand handles a gondola (which shakes its
+# plates for a few seconds: that is no reason to trust them less afterwards) is the plate's own
+# scatter, and what they scatter by is its noise. A hand on the plate or an item gone moves them off it.
+SCATTER_LEARN_S = 15.0  # readings of a busy stretch that show its scatter
+SCATTER_PIECE_S = 0.5  # the stretch is cut into pieces this long; every one must stay on the level
+MAD_SIGMA = 1.4826  # a normal scatter's standard deviation per median absolute deviation
 
 
 @dataclass(slots=True)
@@ -254,7 +264,13 @@ class StepDetector:
             span = np.maximum(span, 1e-3)
             tau_level = np.where(warming[q], 0.5, LEVEL_TAU_S)
             a_level = 1.0 - np.exp(-span / tau_level)
+            # While warming up, every reading so far counts alike: a plate that scatters by 8 g must
+            # not leave warming up believed to scatter by 4 (starting from INITIAL_NOISE_G, the
+            # time constant would have had too little time), or it is busy from then on.
             a_noise = 1.0 - np.exp(-span / NOISE_TAU_S)
+            if warming[q].any():
+                w = np.flatnonzero(warming[q])
+                a_noise[w] = span[w] / np.maximum(block_end[q[w]] - self.first_t[qids[w]], span[w])
             ms = np.add.reduceat(dev * dev, starts)[q] / counts[q]
             self.level[qids] = level[q] + a_level * (means[q] - level[q])
             rms = np.clip(np.sqrt(ms), NOISE_FLOOR_G, NOISE_CEIL_G)
@@ -364,11 +380,62 @@ class StepDetector:
             if np.max(np.abs(seg - m)) <= 4.0 * noise + 1.0:
                 self._settled(s, busy, a, int(j), m)
                 return
+        scatter = self._own_scatter(s, tt, gg)
+        if scatter is not None:
+            logger.debug("sensor %s scatters by %.1f g, more than the %.1f g learnt", self.ids[s], scatter, noise)
+            self.noise[s] = scatter
+            self._try_settle(s, busy)
+            return
         if tt[-1] - busy.since > self.settings.max_busy_s:
             logger.warning("sensor %s busy for over %.0f s; re-levelled", self.ids[s], self.settings.max_busy_s)
             tail = gg[tt >= tt[-1] - window]
             # a median is about a quarter less efficient than a mean (pi / 2 in variance)
             self._settled(s, busy, n - tail.size, n - 1, float(np.median(tail)), math.pi / 2)
+
+    def _own_scatter(self, s: int, tt: FloatArray, gg: FloatArray) -> float | None:
+        """What plate `s` scatters by, read from its busy readings `tt`, `gg`, when they are only its
+        own scatter around the level they left and that scatter is larger than its learnt noise;
+        else None. The scatter is read within `SCATTER_PIECE_S` pieces of the last
+        `SCATTER_LEARN_S` of them (so that a change between pieces does not pass for scatter), and
+        they must not have left the level (`_left_level`): a hand resting on the plate, an item taken
+        or set down, even one lifted and put back, moves some piece off it. A change too small to
+        stand out from the scatter the plate really has could not be told from it anyway."""
+        if tt[-1] - tt[0] < SCATTER_LEARN_S:
+            return None
+        first = int(np.searchsorted(tt, tt[-1] - SCATTER_LEARN_S))
+        tt, off = tt[first:], gg[first:] - self.level[s]
+        scatter = _scatter(off, _pieces(tt))
+        if not self.noise[s] < scatter <= NOISE_CEIL_G or self._left_level(s, tt, off, scatter):
+            return None
+        return scatter
+
+    def moving(self, s: int) -> bool:
+        """Whether busy plate `s` (by index) has readings that left its level (a hand on it, an item
+        taken or set down) rather than only scattering around it, by its noise or by what they
+        scatter within their pieces (it may be noisier than it has learnt yet); under two pieces of
+        readings are too few to tell. A plate only scattering has no change under way: nobody needs
+        to wait for it."""
+        busy = self._busy.get(s)
+        if busy is None:
+            return False
+        tt, off = np.asarray(busy.t), np.asarray(busy.g) - self.level[s]
+        scatter = float(self.noise[s])
+        if tt[-1] - tt[0] >= 2 * SCATTER_PIECE_S:
+            scatter = max(scatter, _scatter(off, _pieces(tt)))
+        return self._left_level(s, tt, off, scatter)
+
+    def _left_level(self, s: int, tt: FloatArray, off: FloatArray, scatter: float) -> bool:
+        """Whether readings taken at `tt`, `off` plate `s`'s level by these grams, have left it rather
+        than scattered around it by `scatter`: their median as a whole, or that of any
+        `SCATTER_PIECE_S` piece of them (counted back from the latest), stands out from the level
+        (medians, which a glitch does not move; a median is as good as a mean of 2 / pi as many)."""
+        level_var = float(self.level_var[s])
+        n_all = max(1.0, float(tt[-1] - tt[0]) * INDEPENDENT_PER_S * 2.0 / math.pi)
+        if abs(float(np.median(off))) > SIGNIFICANT_SIGMA * math.sqrt(level_var + scatter**2 / n_all):
+            return True
+        n_piece = max(1.0, SCATTER_PIECE_S * INDEPENDENT_PER_S * 2.0 / math.pi)
+        limit = SIGNIFICANT_SIGMA * math.sqrt(level_var + scatter**2 / n_piece)
+        return any(abs(float(np.median(off[a:b]))) > limit for a, b in itertools.pairwise(_pieces(tt)))
 
     def _window(self, s: int) -> float:
         """How long plate `s` must hold still: longer on a noisy plate, whose level a short window
@@ -625,6 +692,20 @@ class StepDetector:
                         self._counted_to[q] = t_end + QUIET_AFTER_S
         changes.sort(key=lambda c: c.sensor)
         return ShelfEvent(t_start, t_end, tuple(changes))
+
+
+def _pieces(tt: FloatArray) -> IntArray:
+    """Where readings taken at `tt` (in order) fall into `SCATTER_PIECE_S` pieces counted back from
+    the latest (so the latest piece is whole): the index each piece begins at, then the end."""
+    piece = ((tt[-1] - tt) // SCATTER_PIECE_S).astype(np.int64)
+    return np.flatnonzero(np.r_[True, piece[1:] != piece[:-1], True])
+
+
+def _scatter(off: FloatArray, bounds: IntArray) -> float:
+    """What readings scatter by within their pieces (`bounds` from `_pieces`), each about its own
+    median: a change between two pieces, or inside one, barely moves it."""
+    spread = np.concatenate([off[a:b] - np.median(off[a:b]) for a, b in itertools.pairwise(bounds)])
+    return MAD_SIGMA * float(np.median(np.abs(spread)))
 
 
 def _net_sd(steps: Sequence[_PlateStep]) -> float:
