@@ -23,16 +23,23 @@ def _document(s: Script, floor: ShopFloor) -> dict[str, object]:
     return receipts_document(ReplayResult(s.receipts, floor.restock, [], [], floor.decisions, "tracks", []))
 
 
+def _taken_beside_two_then_put_back(taken_g: float, back_g: float) -> tuple[Script, ShopFloor]:
+    """J and K stand side by side before p3 (who took it cannot be told); `taken_g` leaves p3 at
+    T0 + 12 and `back_g` comes back at T0 + 16. Neither is charged for it: it is in review."""
+    s = Script.shop()
+    side_by_side(s, (J, K), 1.25)
+    s.change("g1.s1.p3", T0 + 12, taken_g)
+    s.change("g1.s1.p3", T0 + 16, back_g)
+    floor, charged = s.run(T0, T0 + 35)
+    assert charged == {J: {}, K: {}}
+    return s, floor
+
+
 def test_a_unit_put_back_while_its_take_waits_for_review_withdraws_the_review_item():
     """Regression: the take stayed in review after the cider was back on its plate, so a person
     deciding it later would charge a shopper for a unit on the shelf; and the plate was said to
     carry a foreign thing of a cider's weight."""
-    s = Script.shop()
-    side_by_side(s, (J, K), 1.25)
-    s.change("g1.s1.p3", T0 + 12, -515.0)
-    s.change("g1.s1.p3", T0 + 16, +515.0)
-    floor, charged = s.run(T0, T0 + 35)
-    assert charged == {J: {}, K: {}}
+    s, floor = _taken_beside_two_then_put_back(-515.0, +515.0)
     assert _held(s) == []
     outcomes = [d.outcome for d in floor.decisions]
     assert outcomes == ["review: who took it?", "returned while in review"]
@@ -43,12 +50,7 @@ def test_a_unit_put_back_while_its_take_waits_for_review_withdraws_the_review_it
 
 
 def test_one_of_two_units_in_review_put_back_leaves_the_review_item_for_one():
-    s = Script.shop()
-    side_by_side(s, (J, K), 1.25)
-    s.change("g1.s1.p3", T0 + 12, -1030.0)
-    s.change("g1.s1.p3", T0 + 16, +515.0)
-    floor, charged = s.run(T0, T0 + 35)
-    assert charged == {J: {}, K: {}}
+    s, floor = _taken_beside_two_then_put_back(-1030.0, +515.0)
     held = _held(s)
     assert len(held) == 1 and held[0].candidates == (("cider", 1),) and held[0].reason == WHO_TOOK_IT
     assert held[0].evidence.delta_g < -1000.0  # the take's own evidence stays

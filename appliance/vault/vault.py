@@ -111,6 +111,28 @@ def _evidence_from(row: Sequence[Any]) -> Evidence:
     return Evidence(float(at), tuple(s for s in sensors.split(",") if s), delta_g, pc, qc, note)
 
 
+def _review_row_id(item_id: int) -> int:
+    """The row of a review item in its period's file (its id also names the period)."""
+    return item_id & ((1 << _ROW_ID_BITS) - 1)
+
+
+def _open_review_row(c: Connection, item_id: int) -> tuple[str, str]:
+    """(visit, candidates as stored) of an open review item, inside a transaction on its file.
+
+    Raises:
+        UnknownRecordError: no such item.
+        ChargeStateError: the item is not open (decided by a person, or withdrawn by the box).
+    """
+    rows = c.execute("SELECT visit, state, candidates FROM review_items WHERE id = ?",
+                     (_review_row_id(item_id),)).fetchall()
+    if not rows:
+        raise UnknownRecordError(f"no review item {item_id}")
+    visit_id, state, candidates = rows[0]
+    if state != "open":
+        raise ChargeStateError(f"review item {item_id} was already {state}")
+    return visit_id, candidates
+
+
 class Vault:
     """Encrypted, pseudonymous storage of the shop's visits, carts, charges and audit log.
 
@@ -570,14 +592,8 @@ class Vault:
         with self._lock:
             self._check_open()
             _, conn = self._review_item_file(item_id)
-            row_id = item_id & ((1 << _ROW_ID_BITS) - 1)
             with transaction(conn, "resolve review item") as c:
-                rows = c.execute("SELECT visit, state FROM review_items WHERE id = ?", (row_id,)).fetchall()
-                if not rows:
-                    raise UnknownRecordError(f"no review item {item_id}")
-                visit_id, state = rows[0]
-                if state != "open":
-                    raise ChargeStateError(f"review item {item_id} was already {state}")
+                visit_id, _ = _open_review_row(c, item_id)
                 c.execute(
                     "UPDATE review_items SET state = ?, resolved_sku = ?, resolved_qty = ?, resolved_at = ? "
                     "WHERE id = ?",
@@ -586,7 +602,7 @@ class Vault:
                         sku if accepted else None,
                         qty if accepted else None,
                         self._stored_now(),
-                        row_id,
+                        _review_row_id(item_id),
                     ),
                 )
             self.audit("review.resolved", visit=visit_id, item=item_id, accepted=bool(accepted))
@@ -605,16 +621,10 @@ class Vault:
         with self._lock:
             self._check_open()
             _, conn = self._review_item_file(item_id)
-            row_id = item_id & ((1 << _ROW_ID_BITS) - 1)
             with transaction(conn, "withdraw review item") as c:
-                rows = c.execute("SELECT visit, state FROM review_items WHERE id = ?", (row_id,)).fetchall()
-                if not rows:
-                    raise UnknownRecordError(f"no review item {item_id}")
-                visit_id, state = rows[0]
-                if state != "open":
-                    raise ChargeStateError(f"review item {item_id} was already {state}")
+                visit_id, _ = _open_review_row(c, item_id)
                 c.execute("UPDATE review_items SET state = 'withdrawn', resolved_at = ? WHERE id = ?",
-                          (self._stored_now(), row_id))
+                          (self._stored_now(), _review_row_id(item_id)))
             self.audit("review.withdrawn", visit=visit_id, item=item_id, reason=reason)
 
     def amend_review_item(self, item_id: int, candidates: Sequence[tuple[str, int]], *,
@@ -642,17 +652,11 @@ class Vault:
         with self._lock:
             self._check_open()
             _, conn = self._review_item_file(item_id)
-            row_id = item_id & ((1 << _ROW_ID_BITS) - 1)
             with transaction(conn, "amend review item") as c:
-                rows = c.execute("SELECT visit, state, candidates FROM review_items WHERE id = ?", (row_id,)).fetchall()
-                if not rows:
-                    raise UnknownRecordError(f"no review item {item_id}")
-                visit_id, state, before = rows[0]
-                if state != "open":
-                    raise ChargeStateError(f"review item {item_id} was already {state}")
+                visit_id, before = _open_review_row(c, item_id)
                 if before == text:
                     return
-                c.execute("UPDATE review_items SET candidates = ? WHERE id = ?", (text, row_id))
+                c.execute("UPDATE review_items SET candidates = ? WHERE id = ?", (text, _review_row_id(item_id)))
             self.audit("review.amended", visit=visit_id, item=item_id, reason=reason)
 
     def review_item_ids(self, visit_id: str) -> list[int]:
