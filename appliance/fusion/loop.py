@@ -383,7 +383,9 @@ class ShopFloor:
     def _due(self, now: float) -> list[ShelfEvent]:
         """Events to decide now: settled long enough, and not overlapping one still settling that
         one of the same shoppers could have made (those are decided together, people being in
-        one place at a time); an event nobody else near could share goes as soon as it settles."""
+        one place at a time); a put-down also waits for every earlier change of the same shoppers
+        (what it credits depends on what their carts hold by then); an event nobody else near
+        could share goes as soon as it settles. Nothing waits more than MAX_HOLD_S."""
         lag = self.config.fusion.resolve_lag_s
         ready = [e for e in self.pending if e.t_end + lag <= now]
         if not ready:
@@ -417,8 +419,9 @@ class ShopFloor:
                 put = e.delta_g > 0
                 blocked = any((self._near(e, w) or (put and w.t_start < e.t_start)) and who(e) & who(w)
                               for w in waiting) or any(
-                    (since < e.t_start if put else since <= e.t_end + OVERLAP_MARGIN_S
-                     and math.dist(self.sensors[sensor].pos[:2], pos[:2]) <= CLUSTER_RADIUS_M)
+                    ((since < e.t_start) if put else
+                     (since <= e.t_end + OVERLAP_MARGIN_S
+                      and math.dist(self.sensors[sensor].pos[:2], pos[:2]) <= CLUSTER_RADIUS_M))
                     and bool(who(e) & near_busy(sensor, since))
                     for sensor, since in busy
                 )
