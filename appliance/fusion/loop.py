@@ -291,7 +291,7 @@ class ShopFloor:
             left = visit.left if visit.left is not None else now
             ready = now >= left + CLOSE_MIN_S and not self._may_still_change(visit, left, undecided)
             if not ready:
-                self._hurry_doubts(visit, left)
+                self._hurry_plates(visit, left)
             if final or ready or now >= left + CLOSE_MAX_WAIT_S:
                 cart = self.carts.pop(visit.nonce, Cart(visit.nonce))
                 self.closed_carts[visit.nonce] = (cart, visit.entered, left)
@@ -314,10 +314,12 @@ class ShopFloor:
         out += [(st.t_start, self.steps.ids[st.sensor]) for st in self.steps.doubts]
         return out
 
-    def _hurry_doubts(self, visit: Visit, left: float) -> None:
-        """A shopper who left waits for no more readings: small changes in doubt that could be theirs
-        are weighed at once with what has come in."""
-        mine = [self.steps.ids[d.sensor] for d in self.steps.doubts if d.t_start <= left
+    def _hurry_plates(self, visit: Visit, left: float) -> None:
+        """A shopper who left waits for no more readings: on plates they could reach, small changes in
+        doubt are weighed at once with what has come in, and settled changes are released without
+        waiting for one of theirs that might follow."""
+        held = [*self.steps.doubts, *self.steps._steps]
+        mine = [self.steps.ids[d.sensor] for d in held if d.t_start <= left
                 and self._could_reach(visit, self.sensors[self.steps.ids[d.sensor]], d.t_start, left)]
         if mine:
             self.steps.hurry(mine)

@@ -199,8 +199,10 @@ class StepDetector:
         return self._release(final=True)
 
     def hurry(self, plates: Sequence[str]) -> None:
-        """Weigh the doubtful changes on these plates at the next feed with the readings so far (their
-        shopper has left and waits for the receipt)."""
+        """At the next feed, weigh the doubtful changes on these plates with the readings so far, and
+        release the changes settled on them without waiting `SAME_PLATE_MARGIN_S` for one that
+        might follow on the same plate: their shopper has left and waits for the receipt, and
+        nothing more of theirs can follow there."""
         self._hurried.update(self._index[p] for p in plates)
 
     def unmeasured_partners(self, plates: Sequence[str], since: float) -> list[str]:
@@ -512,8 +514,9 @@ class StepDetector:
     # --- grouping plate changes into shelf events ---------------------------------------------
 
     def _release(self, final: bool) -> list[ShelfEvent]:
+        hurried, self._hurried = self._hurried, set()
         if self.doubts:
-            self._resolve_doubts(final)
+            self._resolve_doubts(final, hurried)
         if not self._steps:
             return []
         self._check_silence()
@@ -543,7 +546,8 @@ class StepDetector:
             plates = {m.sensor for m in members}
             near = plates.union(*(self.neighbours[p] for p in plates))
             t_end = max(m.t_end for m in members)
-            waiting = any(p in self._busy for p in near) or self._now < t_end + SAME_PLATE_MARGIN_S
+            waiting = any(p in self._busy for p in near) or (
+                self._now < t_end + SAME_PLATE_MARGIN_S and not plates & hurried)
             if waiting and not final:
                 keep.extend(members)
                 continue
@@ -564,14 +568,14 @@ class StepDetector:
         until_known = step.noise_g**2 / (INDEPENDENT_PER_S * max(step.old_var, 1e-9))
         return min(REFINE_MAX_S, max(SAME_PLATE_MARGIN_S, until_known))
 
-    def _resolve_doubts(self, final: bool) -> None:
+    def _resolve_doubts(self, final: bool, hurried: set[int]) -> None:
         """Weigh again the doubtful changes whose time has come (or whose plate a hand touched again,
         which ends what the readings after them can tell): one that now stands out from the errors
         of the levels on both sides of it is a change like any other; the rest were noise."""
         keep: list[_PlateStep] = []
         for d in self.doubts:
             s = d.sensor
-            due = final or self._now >= d.t_end + self._doubt_wait(d) or s in self._busy or s in self._hurried
+            due = final or self._now >= d.t_end + self._doubt_wait(d) or s in self._busy or s in hurried
             if not due:
                 keep.append(d)
                 continue
@@ -589,7 +593,6 @@ class StepDetector:
                 self.level[s] = self.anchor[s] = level
                 self.level_var[s] = var
         self.doubts = keep
-        self._hurried.clear()
 
     def _weigh_again(self, members: list[_PlateStep]) -> list[_PlateStep]:
         """The plate changes of an event about to be released, each plate's last one measured again
