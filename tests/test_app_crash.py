@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
-from appliance.bench.crash import CHARGE_PATH_POINTS, check, crash_run, prepare_day, run_bench
+from appliance.bench.crash import CHARGE_PATH_POINTS, _make_gone, check, crash_run, prepare_day, run_bench
 from appliance.payments.gateway import ChargeRequest, new_idempotency_key, new_order_ref
 from appliance.payments.sandbox_server import SandboxProcessor
 from appliance.payments.stripe_gateway import StripeGateway
@@ -57,3 +61,14 @@ def test_the_harness_sees_a_double_charge_a_lost_visit_a_visit_left_open_and_a_w
         v.open_visit(entered_at=0.0, party=1, token=None, receipt_key=secrets.token_bytes(32))
     with SandboxProcessor(work / "processor.db") as sandbox:
         assert check(day, work, sandbox).not_one_final_state == 1
+
+
+def test_an_appliance_whose_exit_status_the_forkserver_lost_is_made_gone_before_its_run_is_repeated() -> None:
+    """The harness repeats such a run (exit 255) in a new folder; the lost appliance must not go on
+    writing to the old one meanwhile. `_make_gone` kills it and returns once its parent reaped it."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    reaper = threading.Thread(target=child.wait)
+    reaper.start()
+    _make_gone(child.pid)
+    reaper.join(5.0)
+    assert child.returncode == -signal.SIGKILL

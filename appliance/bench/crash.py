@@ -46,6 +46,8 @@ from appliance.vault import RetentionPolicy, SystemClock, Vault
 from appliance.vault.crashpoints import CRASH_AFTER_ENV, CRASH_ENV
 from appliance.vault.keysource import read_key_file, write_key_file
 
+logger = logging.getLogger(__name__)
+
 CHARGE_PATH_POINTS = (
     "visit.pass_stored",
     "visit.token_stored",
@@ -60,6 +62,7 @@ CHARGE_PATH_POINTS = (
 
 SCENARIO = "rush"
 RUN_TIMEOUT_S = 180.0
+LOST_BY_FORKSERVER = 255  # the exit code multiprocessing gives a child whose status its forkserver lost
 Progress = Callable[[str], None]
 
 
@@ -256,11 +259,25 @@ class _Child:
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
-        return int(self.process.exitcode)
+        code = int(self.process.exitcode)
+        if code == LOST_BY_FORKSERVER:
+            _make_gone(self.process.pid)
+        return code
 
     def kill(self) -> None:
         if self.process.is_alive():
             os.kill(self.process.pid, signal.SIGKILL)
+
+
+def _make_gone(pid: int, timeout_s: float = 10.0) -> None:
+    """Kill process `pid` if it still runs, and wait until it is gone (its parent reaps it)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def _start(day: Day, store: Path, work: Path, name: str, crash: dict[str, str]) -> _Child:
@@ -276,7 +293,20 @@ def crash_run(day: Day, work: Path, condition: str, *, hit: int = 0, kill_after_
     """One run: start, kill (at `condition`'s point after `hit` passes, or after `kill_after_s`), restart, check.
 
     `condition` "none" runs once without any kill (the harness's own check of a clean day).
+    A run whose first appliance's exit status the forkserver lost (exit 255: neither killed nor
+    exited on its own) says nothing about the box: it is repeated once, in a new folder, after
+    that appliance is made sure to be gone.
     """
+    result, code = _crash_run_once(day, work, condition, hit, kill_after_s)
+    if code != LOST_BY_FORKSERVER:
+        return result
+    logger.warning("the forkserver lost an appliance's exit status in run %s; the run is repeated", condition)
+    return _crash_run_once(day, work.with_name(work.name + "-again"), condition, hit, kill_after_s)[0]
+
+
+def _crash_run_once(day: Day, work: Path, condition: str, hit: int,
+                    kill_after_s: float | None) -> tuple[RunResult, int]:
+    """`crash_run` once: its result, and the first appliance's exit code."""
     work.mkdir(parents=True)
     write_key_file(work / "master.key", os.urandom(32))
     with SandboxProcessor(work / "processor.db") as sandbox:
@@ -304,7 +334,7 @@ def crash_run(day: Day, work: Path, condition: str, *, hit: int = 0, kill_after_
             detail = f"{condition} (after {hit}): the point was never reached (exit {code}); its log ends: " + \
                 " | ".join(log)
         figures = check(day, work, sandbox)
-    return RunResult(condition, killed, finished, figures, first_s, detail)
+    return RunResult(condition, killed, finished, figures, first_s, detail), code
 
 
 def _processor_charges(sandbox: SandboxProcessor) -> list[dict[str, Any]]:
