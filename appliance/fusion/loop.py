@@ -286,7 +286,7 @@ class ShopFloor:
     def _finish_visits(self, now: float, final: bool) -> list[Receipt]:
         out: list[Receipt] = []
         keep: list[Visit] = []
-        undecided = self._undecided()
+        undecided = self._undecided() if self.closing else []  # (each tick; only a leaver needs it)
         for visit in self.closing:
             left = visit.left if visit.left is not None else now
             ready = now >= left + CLOSE_MIN_S and not self._may_still_change(visit, left, undecided)
