@@ -948,10 +948,8 @@ class ShopFloor:
             cart = self.carts.get(holder.visit) or self.closed_carts[holder.visit][0]
             qty = min(item.qty, cart.holds(item.sku)) if item.qty else 0
             grams = -min(item.grams, cart.grams.get(item.sku, 0.0)) if item.grams else 0.0
-            if item.qty > qty:
-                # Units beyond what the cart held: nobody's, but the plate carries their weight now.
-                unit_g = self.planogram.products[item.sku].unit_g or 0.0
-                self._add_foreign(main_plate, event, (item.qty - qty) * unit_g, FOREIGN_WEIGHED_SPREAD)
+            # Units beyond what the cart held: nobody's, but the plate carries their weight now.
+            self._unheld_units(main_plate, event, item.sku, item.qty - qty)
             if qty == 0 and grams == 0:
                 continue
             change = CartChange(holder.visit, item.sku, -qty, grams,
@@ -960,13 +958,7 @@ class ShopFloor:
                 self._apply(holder.visit, change)
             else:
                 self._credit_after_exit(holder.visit, change)
-            stocked_here = any(item.sku in self.planogram.on_plate.get(s, ()) for s in event.sensors)
-            if not stocked_here:
-                self.restock.append(RestockAlert(event.t_end, main_plate, item.sku, qty or 1))
-                ex = self.extras.setdefault(main_plate, PlateExtras())
-                ex.misplaced[item.sku] = ex.misplaced.get(item.sku, 0) + (qty or 1)
-                if item.grams:
-                    ex.bags.setdefault(item.sku, []).append(item.grams)
+            stocked_here = self._back_on_shelf(event, main_plate, item.sku, qty or 1, item.grams)
             self._record(event, "returned" if stocked_here else "returned to the wrong place", holder.visit, best,
                          holder.confidence)
 
@@ -996,19 +988,32 @@ class ShopFloor:
         if self.listener is not None:
             self.listener.review_amended(source, amended)
         main_plate = max(event.changes, key=lambda c: abs(c.delta_g)).sensor
-        if item.qty > back:
-            unit_g = self.planogram.products[item.sku].unit_g or 0.0
-            self._add_foreign(main_plate, event, (item.qty - back) * unit_g, FOREIGN_WEIGHED_SPREAD)
-        stocked_here = any(item.sku in self.planogram.on_plate.get(s, ()) for s in event.sensors)
-        if not stocked_here:
-            self.restock.append(RestockAlert(event.t_end, main_plate, item.sku, back))
-            ex = self.extras.setdefault(main_plate, PlateExtras())
-            ex.misplaced[item.sku] = ex.misplaced.get(item.sku, 0) + back
+        self._unheld_units(main_plate, event, item.sku, item.qty - back)
+        stocked_here = self._back_on_shelf(event, main_plate, item.sku, back, 0.0)
         logger.info("units held for review came back to a shelf: the review item was %s",
                     "amended" if amended else "withdrawn")
         outcome = "returned while in review" if stocked_here else "returned to the wrong place while in review"
         self._record(event, outcome, source.visit, best, reach.confidence if reach else 0.0)
         return True
+
+    def _unheld_units(self, plate: str, event: ShelfEvent, sku: str, units: int) -> None:
+        """Units put down beyond what the cart (or review item) they came back to held: nobody's,
+        but `plate` carries their weight now."""
+        if units > 0:
+            unit_g = self.planogram.products[sku].unit_g or 0.0
+            self._add_foreign(plate, event, units * unit_g, FOREIGN_WEIGHED_SPREAD)
+
+    def _back_on_shelf(self, event: ShelfEvent, plate: str, sku: str, units: int, grams: float) -> bool:
+        """Units of `sku` (or a bag of `grams`) are back on a shelf at `plate`: whether the plates
+        stock it; if they do not, it is flagged for restocking and counted as misplaced there."""
+        stocked_here = any(sku in self.planogram.on_plate.get(s, ()) for s in event.sensors)
+        if not stocked_here:
+            self.restock.append(RestockAlert(event.t_end, plate, sku, units))
+            ex = self.extras.setdefault(plate, PlateExtras())
+            ex.misplaced[sku] = ex.misplaced.get(sku, 0) + units
+            if grams:
+                ex.bags.setdefault(sku, []).append(grams)
+        return stocked_here
 
     def _review_source(self, event: ShelfEvent, sku: str,
                        reaches: Sequence[Reach]) -> tuple[ReviewItem, Reach | None] | None:
