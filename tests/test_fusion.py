@@ -160,6 +160,20 @@ def test_a_hand_on_its_way_to_the_next_plate_does_not_count_against_the_shopper_
     assert held == {"MMMMMMMMMMMMMMMMMMMMMM": ["cider"], "NNNNNNNNNNNNNNNNNNNNNN": ["gum"]}
 
 
+def test_a_shopper_whose_hand_is_seen_elsewhere_did_not_take_what_anothers_hand_is_seen_taking():
+    # P stands right in front of the cider with a hand seen on the cola at the end of the shelf; Q
+    # stands 0.4 m along and is seen reaching into the cider plate as it loses a bottle. P's own hand
+    # elsewhere and Q's hand there are two pieces of evidence against P: Q is charged, no review.
+    s = Script.shop()
+    _shoppers(s, ("PPPPPPPPPPPPPPPPPPPPPP", 1.2, 1, 22), ("QQQQQQQQQQQQQQQQQQQQQQ", 1.6, 2, 23))
+    s.reach("t1", T0 + 10.5, T0 + 13.0, (1.0, 3.97, 1.06))
+    s.reach("t2", T0 + 11.0, T0 + 12.6, (1.21, 3.96, 1.05))
+    s.change("g1.s1.p3", T0 + 11.8, -515.0)
+    _, charged = s.run(T0, T0 + 35)
+    assert charged == {"PPPPPPPPPPPPPPPPPPPPPP": {}, "QQQQQQQQQQQQQQQQQQQQQQ": {"cider": 1}}
+    assert [item for r in s.receipts for item in r.review] == []
+
+
 def test_when_nobody_can_be_told_apart_the_line_waits_for_review_instead_of_being_charged():
     s = Script.shop()
     # both right in front of the same plate

@@ -60,7 +60,7 @@ class Reach:
     hand_point: tuple[float, float, float] | None = None
     score: float = 0.0
     confidence: float = 0.0
-    unweighed: float = 0.0  # the score without the others' hands counting against an unseen one
+    unweighed: float = 0.0  # the score without the others' hands counting against one not seen at the plate
 
     @property
     def key(self) -> tuple[str, int]:
@@ -162,12 +162,14 @@ def weigh(reaches: Sequence[Reach]) -> list[Reach]:
     for r in reaches:
         base = max(r.body, r.hand or 0.0)
         if r.hand is not None and r.hand >= HAND_NEAR:
-            factor = 1.0
-        elif r.hand is not None:
-            factor = HAND_SEEN_ELSEWHERE
-        else:
-            factor = UNSEEN_WHEN_OTHER_HAND_NEAR if someone_near else 1.0
-        out.append(Reach(r.visit, r.person, r.body, r.hand, r.hand_point, base * factor, unweighed=base))
+            out.append(Reach(r.visit, r.person, r.body, r.hand, r.hand_point, base, unweighed=base))
+            continue
+        # Two separate pieces of evidence against a person whose hand was not seen at the plate:
+        # their own hand seen elsewhere, and someone else's hand seen there.
+        own = HAND_SEEN_ELSEWHERE if r.hand is not None else 1.0
+        others = UNSEEN_WHEN_OTHER_HAND_NEAR if someone_near else 1.0
+        out.append(Reach(r.visit, r.person, r.body, r.hand, r.hand_point, base * own * others,
+                         unweighed=base * own))
     return out
 
 
@@ -191,7 +193,7 @@ def assign_jointly(
     # A hand seen at a plate counts against the people whose hands were not seen there, unless its
     # owner is taking from another plate at the same time (a hand on its way to the next plate).
     near = [{r.key for r in rs if r.hand is not None and r.hand >= HAND_NEAR} for rs in events]
-    lifted = [{r.key: r.unweighed for r in rs if r.hand is None and r.unweighed > r.score} for rs in events]
+    lifted = [{r.key: r.unweighed for r in rs if r.unweighed > r.score} for rs in events]
     size = math.prod(len(o) for o in options)
     marg: list[dict[Hashable | None, float]] = [dict.fromkeys(o, 0.0) for o in options]
     if len(events) > 1 and size <= MAX_JOINT:
