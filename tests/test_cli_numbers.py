@@ -49,3 +49,22 @@ def test_demo_of_an_unknown_scenario_is_refused_before_any_simulating(capsys: py
     assert main(["demo", "--scenario", "nosuch"]) == 1
     err = capsys.readouterr().err
     assert "no scenario 'nosuch'" in err and "simulating" not in err
+
+
+def test_bench_accuracy_refuses_a_setting_no_scenario_has_before_simulating(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "accuracy", "--scenario", "single-pick", "--set", "hands=1"]) == 1
+    err = capsys.readouterr().err
+    assert "--set: scenario 'single-pick' has no setting 'hands'" in err and "hand_share" in err
+    assert main(["bench", "accuracy", "--scenario", "single-pick", "--set", "hand_share=2"]) == 1
+    assert "hand_share must be a share in [0, 1], got 2" in capsys.readouterr().err
+
+
+def test_bench_accuracy_runs_every_scenario_under_the_settings_given(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["bench", "accuracy", "--scenario", "single-pick", "--seeds", "1", "--workers", "1"]
+    assert main(args) == 0
+    assert "single-pick *           1      1  1.0000  100.0%" in capsys.readouterr().out
+    # a tracker that misses every frame: nobody is near the take, nothing is charged
+    assert main([*args, "--set", "miss_p=1.0"]) == 0
+    out = capsys.readouterr().out
+    assert "single-pick *           1      1  0.0000    0.0%" in out and "settings miss_p=1.0," in out

@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from appliance.replay import receipts_document, replay
 from appliance.sim.score import Score, score
@@ -36,28 +37,37 @@ def _walkers() -> tuple[object, ...]:
     return tuple(pedestrians(PETS_VIDEO, OnnxDetector.from_settings(VisionSettings())))
 
 
-def score_one(job: tuple[str, int, str]) -> RunScore:
-    """Simulate, replay from `level` (tracks in memory; detections or video from a filmed recording), score."""
-    from appliance.sim.live import simulated_recording
+Job = tuple[str, int, str, tuple[tuple[str, Any], ...]]
 
-    scenario, seed, level = job
+
+def score_one(job: Job) -> RunScore:
+    """Simulate (with the job's setting overrides), replay from `level` (tracks in memory; detections
+    or video from a filmed recording), score."""
+    from appliance.sim.live import as_recording
+    from appliance.sim.simulator import simulate
+
+    scenario, seed, level, changed = job
     if level == "tracks":
-        rec = simulated_recording(scenario, seed)
+        rec = as_recording(simulate(scenario, seed, **dict(changed)))
         doc = receipts_document(replay(rec))
         return RunScore(scenario, seed, score(doc, rec.truth))
     from appliance.sim.recording import read_recording
-    from appliance.sim.simulator import simulate, write_recording
+    from appliance.sim.simulator import write_recording
 
     with tempfile.TemporaryDirectory(prefix="walkout-bench-") as tmp:
-        folder = write_recording(simulate(scenario, seed), Path(tmp) / "rec", cameras=2, walkers=_walkers())
+        folder = write_recording(simulate(scenario, seed, **dict(changed)), Path(tmp) / "rec", cameras=2,
+                                 walkers=_walkers())
         rec = read_recording(folder)
         doc = receipts_document(replay(rec, level))
     return RunScore(scenario, seed, score(doc, rec.truth))
 
 
 def run_suite(scenarios: Sequence[str], seeds: Sequence[int], workers: int = 2,
-              progress: Callable[[int, int], None] | None = None, level: str = "tracks") -> list[RunScore]:
-    jobs = [(s, seed, level) for s in scenarios for seed in seeds]
+              progress: Callable[[int, int], None] | None = None, level: str = "tracks",
+              changed: Mapping[str, Any] | None = None) -> list[RunScore]:
+    """Score every scenario on every seed; `changed` overrides sensor or tracker settings in all."""
+    fixed = tuple(sorted((changed or {}).items()))
+    jobs: list[Job] = [(s, seed, level, fixed) for s in scenarios for seed in seeds]
     results: list[RunScore] = []
     if workers <= 1:
         for k, job in enumerate(jobs):

@@ -50,6 +50,9 @@ def register(commands: Any, bench: Any) -> None:
     b.add_argument("--workers", type=whole(1), default=2)
     b.add_argument("--from", dest="level", choices=("video", "detections", "tracks"), default="tracks",
                    help="input level: tracks (default), or film each scenario and replay from detections or video")
+    b.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="change a sensor or tracker setting in every scenario, e.g. --set hand_share=1.0 "
+                   "(the tracker reports the hand in every reach); see `appliance sim generate --set`")
     b.set_defaults(func=cmd_bench_accuracy)
 
     b = bench.add_parser("replay", help="time the replay of a one-hour, 20-shopper simulated day from tracks")
@@ -221,19 +224,30 @@ def cmd_bench_accuracy(args: argparse.Namespace) -> int:
     import time
 
     from appliance.bench.accuracy import print_progress, run_suite, table
+    from appliance.cli.sim import overrides
     from appliance.sim import SCENARIOS, STANDARD_SUITE
+    from appliance.sim.simulator import check_overrides
 
     names = args.scenario or list(STANDARD_SUITE)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         raise CliError(f"unknown scenario(s) {', '.join(unknown)}; see `appliance sim list`")
+    changed = overrides(args.set)
+    for name in names:
+        try:
+            check_overrides(name, changed)
+        except ValueError as e:
+            raise CliError(f"--set: {e}") from None
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     start = time.perf_counter()
     logging.getLogger("appliance").setLevel(logging.WARNING)
-    results = run_suite(names, seeds, args.workers, print_progress if sys.stderr.isatty() else None, args.level)
+    results = run_suite(names, seeds, args.workers, print_progress if sys.stderr.isatty() else None, args.level,
+                        changed)
     print(table(results, {n: SCENARIOS[n].single_shopper for n in names}))
+    settings = ", ".join(f"{k}={v!r}" for k, v in changed.items()) or "each scenario's own"
     print(f"conditions: {len(names)} scenarios x seeds {seeds[0]}..{seeds[-1]}, replay from {args.level}, "
-          f"{time.perf_counter() - start:.0f} s on {args.workers} worker(s); * = single-shopper scenario; "
+          f"settings {settings}, {time.perf_counter() - start:.0f} s on {args.workers} worker(s); "
+          "* = single-shopper scenario; "
           "targets: F1 >= 0.98, exact >= 97%, overcharge <= 0.5%, single-shopper 100% exact")
     return 0
 

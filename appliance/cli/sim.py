@@ -56,7 +56,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _overrides(items: list[str]) -> dict[str, Any]:
+def overrides(items: list[str]) -> dict[str, Any]:
+    """`--set NAME=VALUE` options as scenario overrides (values read as Python literals, else text)."""
     out: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
@@ -79,7 +80,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         check_destination(args.out)  # before minutes of simulating, not after
         dest = generate(args.scenario, args.seed, args.out, cameras=args.cameras if args.video else 0,
-                        fps=args.fps, **_overrides(args.set))
+                        fps=args.fps, **overrides(args.set))
     except (ValueError, TypeError) as err:
         raise CliError(str(err)) from err
     print(f"wrote {dest} ({args.scenario}, seed {args.seed})")

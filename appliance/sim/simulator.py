@@ -129,6 +129,14 @@ def _split_overrides(sc: Scenario, overrides: dict[str, Any]) -> tuple[SensorPro
     return (dataclasses.replace(sc.sensors, **sensors), dataclasses.replace(sc.tracker, **tracks), params, run)
 
 
+def check_overrides(scenario: str, overrides: dict[str, Any]) -> None:
+    """Raise ValueError naming what is wrong when `overrides` are not settings of `scenario` or
+    out of their range; nothing is simulated."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"no scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    _split_overrides(SCENARIOS[scenario], overrides)
+
+
 def simulate(scenario: str, seed: int, **overrides: Any) -> SimOutput:
     """Play a named scenario (see SCENARIOS) with a seed; returns the recording in memory.
 
