@@ -121,3 +121,20 @@ def test_where_the_hand_was_names_a_product_whose_weight_is_as_close_as_its_neig
 
 def test_without_a_hand_seen_a_change_between_two_products_prices_is_held_for_review():
     assert _take_bar(None) == ({"BBBBBBBBBBBBBBBBBBBBBB": {}}, 1)
+
+
+SMALLS = [
+    {"sku": "lighter", "name": "Lighter", "price": 800, "unit_g": 18.0, "unit_sd_g": 0.5},
+    {"sku": "cable", "name": "Charging Cable", "price": 6900, "unit_g": 35.0, "unit_sd_g": 0.5},
+]
+
+
+@pytest.mark.parametrize(("hand_x", "charged", "held"), [(1.27, {"lighter": 2}, 0), (1.33, {"cable": 1}, 0),
+                                                         (None, {}, 1)])
+def test_the_hand_place_also_decides_between_counts_of_different_products(hand_x, charged, held):
+    """Two 18 g lighters weigh about what one 35 g cable does: weight alone cannot tell a 35.4 g change
+    (held for review), but the hand seen at one half of the plate names two lighters or one cable."""
+    stock: list[dict[str, Any]] = [{"sku": "lighter", "sensors": ["g1.s1.p4"], "at": [1.275, 4.0]},
+                                   {"sku": "cable", "sensors": ["g1.s1.p4"], "at": [1.325, 4.0]}]
+    raw = store_raw(products=SMALLS, stock=stock)
+    assert _take_from_p4(raw, "LLLLLLLLLLLLLLLLLLLLLL", 35.4, hand_x) == ({"LLLLLLLLLLLLLLLLLLLLLL": charged}, held)

@@ -734,11 +734,12 @@ class ShopFloor:
     def _by_hand_place(self, event: ShelfEvent, who: Reach,
                        hyps: Sequence[Hypothesis]) -> tuple[Hypothesis, list[Hypothesis]]:
         """The best of the likeliest hypothesis and those differing from it only in which product it
-        was (same count of one product each, on one plate), once the hand's place along the shelf
-        has weighed in; and every hypothesis with its probability after that.
+        was (units of one product each, on one plate), once the hand's place along the shelf has
+        weighed in; and every hypothesis with its probability after that.
 
-        Weight alone may not tell them apart: two flavours of one gum, or a 71 g and a 76 g bar on
-        a plate whose scatter is as large as their difference. Where the hand was is evidence of
+        Weight alone may not tell them apart: two flavours of one gum, a 71 g and a 76 g bar on a
+        plate whose scatter is as large as their difference, or two 18 g lighters and one 35 g
+        cable. Where the hand was is evidence of
         which facing it took from, so their probabilities are shared out again (their total
         stays) by how well each fits the hand's place. With no hand seen, or no `[[stock]] at` for
         them, the weight alone decides.
@@ -763,13 +764,14 @@ class ShopFloor:
         return best, sorted((placed.get(id(h), h) for h in hyps), key=lambda h: -h.probability)
 
     def _alternatives(self, best: Hypothesis, hyps: Sequence[Hypothesis], plate: Sensor) -> list[Hypothesis]:
-        """The hypotheses the hand's place can choose among: as many units as `best` of one product
-        each, that product standing on `plate` or costing what `best` does."""
+        """The hypotheses the hand's place can choose among: units of one product each (as many as
+        their weight says: two 18 g lighters or one 31 g cable), that product standing on `plate` or
+        costing what `best` does."""
         if len(best.items) != 1 or best.items[0].grams or best.items[0].sku.startswith("foreign:"):
             return [best]
         here = set(self.planogram.on_plate.get(plate.id, ()))
         same = {id(h) for h in self._lookalikes(best, hyps)}
-        return [h for h in hyps if len(h.items) == 1 and not h.items[0].grams and h.items[0].qty == best.items[0].qty
+        return [h for h in hyps if len(h.items) == 1 and not h.items[0].grams
                 and not h.items[0].sku.startswith("foreign:") and (h.items[0].sku in here or id(h) in same)]
 
     def _taken(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
