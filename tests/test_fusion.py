@@ -174,6 +174,20 @@ def test_a_shopper_whose_hand_is_seen_elsewhere_did_not_take_what_anothers_hand_
     assert [item for r in s.receipts for item in r.review] == []
 
 
+def test_of_two_hands_seen_at_neighbouring_plates_the_one_over_the_changed_plate_took_it():
+    # R's hand is over the cider plate, S's over the gum plate beside it (10 cm along), both at the
+    # moment a cider leaves. Either hand alone would do (a package is grabbed where it stands, a
+    # few centimetres past a plate's edge), but of the two, R's is the one over the cider.
+    s = Script.shop()
+    _shoppers(s, ("RRRRRRRRRRRRRRRRRRRRRR", 1.2, 1, 22), ("SSSSSSSSSSSSSSSSSSSSSS", 1.3, 2, 23))
+    s.reach("t1", T0 + 11.0, T0 + 12.6, (1.2, 3.96, 1.05))
+    s.reach("t2", T0 + 11.0, T0 + 12.6, (1.3, 3.96, 1.05))
+    s.change("g1.s1.p3", T0 + 11.8, -515.0)
+    _, charged = s.run(T0, T0 + 35)
+    assert charged == {"RRRRRRRRRRRRRRRRRRRRRR": {"cider": 1}, "SSSSSSSSSSSSSSSSSSSSSS": {}}
+    assert [item for r in s.receipts for item in r.review] == []
+
+
 def test_when_nobody_can_be_told_apart_the_line_waits_for_review_instead_of_being_charged():
     s = Script.shop()
     # both right in front of the same plate

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -153,6 +153,45 @@ def still_factor(t: FloatArray, xy: FloatArray) -> float:
     speed = float(np.hypot(*(xy[-1] - xy[0]))) / float(t[-1] - t[0])
     excess = max(0.0, speed - STILL_SPEED_M_S)
     return math.exp(-0.5 * (excess / STILL_SPEED_SD_M_S) ** 2)
+
+
+def closer_hands(reaches: Sequence[Reach], plates: Sequence[Sensor], shares: Sequence[float],
+                 hand_sd_m: float) -> list[Reach]:
+    """When two or more people's hands are seen at the changed plates, how much likelier each is
+    than the nearest along the shelf.
+
+    A hand score forgives a few centimetres beyond the plate's edge (a package is grabbed where it
+    is, not at the plate's centre), so a hand over the neighbouring plate still scores well on its
+    own. Between two hands, though, the one nearer the plate is likelier by the tracker's hand
+    error: the taker's hand is anywhere across the plate's width, blurred by `hand_sd_m`. Each seen
+    hand's score is scaled by its likelihood under that model relative to the best one's; with
+    fewer than two hands seen there is nothing to compare and the scores stay as they are.
+    """
+    seen = [r for r in reaches if r.hand is not None and r.hand >= HAND_NEAR and r.hand_point is not None]
+    if len(seen) < 2:
+        return list(reaches)
+
+    def across(point: tuple[float, float, float]) -> float:
+        """Likelihood of a hand at `point` for a take from the plates, 1 at a plate's centre."""
+        total = 0.0
+        for plate, share in zip(plates, shares):
+            fx, fy = plate.facing
+            along = -(point[0] - plate.pos[0]) * fy + (point[1] - plate.pos[1]) * fx
+            half = plate.width / 2
+            total += share * (_normal_cdf((along + half) / hand_sd_m) - _normal_cdf((along - half) / hand_sd_m)) \
+                / (2 * _normal_cdf(half / hand_sd_m) - 1)
+        return total
+
+    fit = {id(r): across(r.hand_point) for r in seen if r.hand_point is not None}
+    best = max(fit.values())
+    if best <= 0.0:
+        return list(reaches)
+    return [replace(r, hand=r.hand * fit[id(r)] / best) if id(r) in fit and r.hand is not None else r
+            for r in reaches]
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
 def weigh(reaches: Sequence[Reach]) -> list[Reach]:

@@ -36,6 +36,7 @@ from appliance.fusion.assign import (
     Reach,
     assign_jointly,
     body_scores,
+    closer_hands,
     hand_scores,
     plate_shares,
     reach_evidence,
@@ -368,7 +369,7 @@ class ShopFloor:
                             out.append(Reach(other, -1 - k if k else i, body * share, hand, point))
                     else:
                         out.append(Reach(visit.nonce, i, body, hand, point))
-        return out
+        return closer_hands(out, plates, shares, self.config.fusion.hand_sd_m)
 
     def _candidates(self, event: ShelfEvent) -> list[Reach]:
         """Candidates of one event on its own, best first with confidences."""
