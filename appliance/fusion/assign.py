@@ -61,6 +61,7 @@ class Reach:
     score: float = 0.0
     confidence: float = 0.0
     unweighed: float = 0.0  # the score without the others' hands counting against one not seen at the plate
+    closeness: float = 1.0  # of several hands seen at the plate, how well this one's place fits, best 1
 
     @property
     def key(self) -> tuple[str, int]:
@@ -164,8 +165,9 @@ def closer_hands(reaches: Sequence[Reach], plates: Sequence[Sensor], shares: Seq
     is, not at the plate's centre), so a hand over the neighbouring plate still scores well on its
     own. Between two hands, though, the one nearer the plate is likelier by the tracker's hand
     error: the taker's hand is anywhere across the plate's width, blurred by `hand_sd_m`. Each seen
-    hand's score is scaled by its likelihood under that model relative to the best one's; with
-    fewer than two hands seen there is nothing to compare and the scores stay as they are.
+    hand gets its likelihood under that model relative to the best one's as `closeness` (two hands
+    both over the plate stay about as likely as each other); with fewer than two hands seen there
+    is nothing to compare. Whether a hand counts as seen at the plate does not change.
     """
     seen = [r for r in reaches if r.hand is not None and r.hand >= HAND_NEAR and r.hand_point is not None]
     if len(seen) < 2:
@@ -186,8 +188,7 @@ def closer_hands(reaches: Sequence[Reach], plates: Sequence[Sensor], shares: Seq
     best = max(fit.values())
     if best <= 0.0:
         return list(reaches)
-    return [replace(r, hand=r.hand * fit[id(r)] / best) if id(r) in fit and r.hand is not None else r
-            for r in reaches]
+    return [replace(r, closeness=fit[id(r)] / best) if id(r) in fit else r for r in reaches]
 
 
 def _normal_cdf(x: float) -> float:
@@ -201,7 +202,8 @@ def weigh(reaches: Sequence[Reach]) -> list[Reach]:
     for r in reaches:
         base = max(r.body, r.hand or 0.0)
         if r.hand is not None and r.hand >= HAND_NEAR:
-            out.append(Reach(r.visit, r.person, r.body, r.hand, r.hand_point, base, unweighed=base))
+            score = base * r.closeness
+            out.append(Reach(r.visit, r.person, r.body, r.hand, r.hand_point, score, unweighed=score))
             continue
         # Two separate pieces of evidence against a person whose hand was not seen at the plate:
         # their own hand seen elsewhere, and someone else's hand seen there.
