@@ -188,6 +188,20 @@ def test_of_two_hands_seen_at_neighbouring_plates_the_one_over_the_changed_plate
     assert [item for r in s.receipts for item in r.review] == []
 
 
+def test_two_hands_both_over_the_changed_plate_are_both_there_and_the_line_waits_for_review():
+    # R's hand is over the middle of the cider plate, S's over its far edge and a little high; two
+    # ciders leave at once. Both hands are at the plate: which of them took how many is unknown.
+    s = Script.shop()
+    _shoppers(s, ("RRRRRRRRRRRRRRRRRRRRRR", 1.2, 1, 22), ("SSSSSSSSSSSSSSSSSSSSSS", 1.3, 2, 23))
+    s.reach("t1", T0 + 11.0, T0 + 12.6, (1.2, 3.96, 1.05))
+    s.reach("t2", T0 + 11.0, T0 + 12.6, (1.248, 3.96, 1.205))
+    s.change("g1.s1.p3", T0 + 11.8, -1030.0)
+    _, charged = s.run(T0, T0 + 35)
+    assert charged == {"RRRRRRRRRRRRRRRRRRRRRR": {}, "SSSSSSSSSSSSSSSSSSSSSS": {}}
+    assert [(item.reason, item.candidates[0]) for r in s.receipts for item in r.review] == [
+        ("who took it?", ("cider", 2))]
+
+
 def test_when_nobody_can_be_told_apart_the_line_waits_for_review_instead_of_being_charged():
     s = Script.shop()
     # both right in front of the same plate
