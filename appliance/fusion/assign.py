@@ -179,9 +179,8 @@ def closer_hands(reaches: Sequence[Reach], plates: Sequence[Sensor], shares: Seq
         for plate, share in zip(plates, shares):
             fx, fy = plate.facing
             along = -(point[0] - plate.pos[0]) * fy + (point[1] - plate.pos[1]) * fx
-            half = plate.width / 2
-            total += share * (_normal_cdf((along + half) / hand_sd_m) - _normal_cdf((along - half) / hand_sd_m)) \
-                / (2 * _normal_cdf(half / hand_sd_m) - 1)
+            total += share * _over_plate(along, plate.width / 2, hand_sd_m) / _over_plate(0.0, plate.width / 2,
+                                                                                           hand_sd_m)
         return total
 
     fit = {id(r): across(r.hand_point) for r in seen if r.hand_point is not None}
@@ -191,8 +190,12 @@ def closer_hands(reaches: Sequence[Reach], plates: Sequence[Sensor], shares: Seq
     return [replace(r, closeness=fit[id(r)] / best) if id(r) in fit else r for r in reaches]
 
 
-def _normal_cdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+def _over_plate(along: float, half: float, sd: float) -> float:
+    """How likely (up to a constant) a hand reported `along` from a plate's centre is for a take from
+    that plate: the hand is anywhere across its width (half-width `half`), blurred by the error `sd`."""
+    def cdf(x: float) -> float:
+        return 0.5 * (1.0 + math.erf(x / (sd * math.sqrt(2.0))))
+    return cdf(along + half) - cdf(along - half)
 
 
 def weigh(reaches: Sequence[Reach]) -> list[Reach]:

@@ -739,11 +739,10 @@ class ShopFloor:
         weighed in; and every hypothesis with its probability after that.
 
         Weight alone may not tell them apart: two flavours of one gum, a 71 g and a 76 g bar on a
-        plate whose scatter is as large as their difference, or two 18 g lighters and one 35 g
-        cable. Where the hand was is evidence of
-        which facing it took from, so their probabilities are shared out again (their total
-        stays) by how well each fits the hand's place. With no hand seen, or no `[[stock]] at` for
-        them, the weight alone decides.
+        plate whose scatter is as large as their difference, or two 18 g lighters and one 31 g
+        cable. Where the hand was is evidence of which facing it took from, so their probabilities
+        are shared out again (their total stays) by how well each fits the hand's place. With no
+        hand seen, or no `[[stock]] at` for them, the weight alone decides.
         """
         best = hyps[0]
         plate = self.sensors[max(event.changes, key=lambda c: abs(c.delta_g)).sensor]
