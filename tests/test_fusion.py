@@ -160,46 +160,40 @@ def test_a_hand_on_its_way_to_the_next_plate_does_not_count_against_the_shopper_
     assert held == {"MMMMMMMMMMMMMMMMMMMMMM": ["cider"], "NNNNNNNNNNNNNNNNNNNNNN": ["gum"]}
 
 
-def test_a_shopper_whose_hand_is_seen_elsewhere_did_not_take_what_anothers_hand_is_seen_taking():
-    # P stands right in front of the cider with a hand seen on the cola at the end of the shelf; Q
-    # stands 0.4 m along and is seen reaching into the cider plate as it loses a bottle. P's own hand
-    # elsewhere and Q's hand there are two pieces of evidence against P: Q is charged, no review.
+def _two_hands(first: tuple[float, float, float, float], second: tuple[float, float, float, float],
+               cider_g: float) -> tuple[list[dict[str, int]], list[tuple[str, tuple[str, int]]]]:
+    """Two shoppers on their own passes, each (x where they stand, hand x, y, z seen from 11 s to
+    12.6 s), while `cider_g` leaves the cider plate at 11.8 s: what each was charged, and the
+    review items (reason, likeliest candidate)."""
     s = Script.shop()
-    _shoppers(s, ("PPPPPPPPPPPPPPPPPPPPPP", 1.2, 1, 22), ("QQQQQQQQQQQQQQQQQQQQQQ", 1.6, 2, 23))
-    s.reach("t1", T0 + 10.5, T0 + 13.0, (1.0, 3.97, 1.06))
-    s.reach("t2", T0 + 11.0, T0 + 12.6, (1.21, 3.96, 1.05))
-    s.change("g1.s1.p3", T0 + 11.8, -515.0)
+    _shoppers(s, ("RRRRRRRRRRRRRRRRRRRRRR", first[0], 1, 22), ("SSSSSSSSSSSSSSSSSSSSSS", second[0], 2, 23))
+    for track, (_, *hand) in (("t1", first), ("t2", second)):
+        s.reach(track, T0 + 11.0, T0 + 12.6, (hand[0], hand[1], hand[2]))
+    s.change("g1.s1.p3", T0 + 11.8, -cider_g)
     _, charged = s.run(T0, T0 + 35)
-    assert charged == {"PPPPPPPPPPPPPPPPPPPPPP": {}, "QQQQQQQQQQQQQQQQQQQQQQ": {"cider": 1}}
-    assert [item for r in s.receipts for item in r.review] == []
+    review = [(item.reason, item.candidates[0]) for r in s.receipts for item in r.review]
+    return [charged["RRRRRRRRRRRRRRRRRRRRRR"], charged["SSSSSSSSSSSSSSSSSSSSSS"]], review
+
+
+def test_a_shopper_whose_hand_is_seen_elsewhere_did_not_take_what_anothers_hand_is_seen_taking():
+    # R stands right in front of the cider with a hand seen on the cola at the end of the shelf; S
+    # stands 0.4 m along and is seen reaching into the cider plate as it loses a bottle. R's own hand
+    # elsewhere and S's hand there are two pieces of evidence against R: S is charged, no review.
+    assert _two_hands((1.2, 1.0, 3.97, 1.06), (1.6, 1.21, 3.96, 1.05), 515.0) == ([{}, {"cider": 1}], [])
 
 
 def test_of_two_hands_seen_at_neighbouring_plates_the_one_over_the_changed_plate_took_it():
     # R's hand is over the cider plate, S's over the gum plate beside it (10 cm along), both at the
     # moment a cider leaves. Either hand alone would do (a package is grabbed where it stands, a
     # few centimetres past a plate's edge), but of the two, R's is the one over the cider.
-    s = Script.shop()
-    _shoppers(s, ("RRRRRRRRRRRRRRRRRRRRRR", 1.2, 1, 22), ("SSSSSSSSSSSSSSSSSSSSSS", 1.3, 2, 23))
-    s.reach("t1", T0 + 11.0, T0 + 12.6, (1.2, 3.96, 1.05))
-    s.reach("t2", T0 + 11.0, T0 + 12.6, (1.3, 3.96, 1.05))
-    s.change("g1.s1.p3", T0 + 11.8, -515.0)
-    _, charged = s.run(T0, T0 + 35)
-    assert charged == {"RRRRRRRRRRRRRRRRRRRRRR": {"cider": 1}, "SSSSSSSSSSSSSSSSSSSSSS": {}}
-    assert [item for r in s.receipts for item in r.review] == []
+    assert _two_hands((1.2, 1.2, 3.96, 1.05), (1.3, 1.3, 3.96, 1.05), 515.0) == ([{"cider": 1}, {}], [])
 
 
 def test_two_hands_both_over_the_changed_plate_are_both_there_and_the_line_waits_for_review():
     # R's hand is over the middle of the cider plate, S's over its far edge and a little high; two
     # ciders leave at once. Both hands are at the plate: which of them took how many is unknown.
-    s = Script.shop()
-    _shoppers(s, ("RRRRRRRRRRRRRRRRRRRRRR", 1.2, 1, 22), ("SSSSSSSSSSSSSSSSSSSSSS", 1.3, 2, 23))
-    s.reach("t1", T0 + 11.0, T0 + 12.6, (1.2, 3.96, 1.05))
-    s.reach("t2", T0 + 11.0, T0 + 12.6, (1.248, 3.96, 1.205))
-    s.change("g1.s1.p3", T0 + 11.8, -1030.0)
-    _, charged = s.run(T0, T0 + 35)
-    assert charged == {"RRRRRRRRRRRRRRRRRRRRRR": {}, "SSSSSSSSSSSSSSSSSSSSSS": {}}
-    assert [(item.reason, item.candidates[0]) for r in s.receipts for item in r.review] == [
-        ("who took it?", ("cider", 2))]
+    assert _two_hands((1.2, 1.2, 3.96, 1.05), (1.3, 1.248, 3.96, 1.205), 1030.0) == (
+        [{}, {}], [("who took it?", ("cider", 2))])
 
 
 def test_when_nobody_can_be_told_apart_the_line_waits_for_review_instead_of_being_charged():
