@@ -5,6 +5,7 @@ unknown scenario is named before any work."""
 from __future__ import annotations
 
 import argparse
+import logging
 
 import pytest
 
@@ -62,7 +63,9 @@ def test_bench_accuracy_refuses_a_setting_no_scenario_has_before_simulating(
 
 def test_bench_accuracy_runs_every_scenario_under_the_settings_given(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["bench", "accuracy", "--scenario", "single-pick", "--seeds", "1", "--workers", "1"]
+    level = logging.getLogger("appliance").level
     assert main(args) == 0
+    assert logging.getLogger("appliance").level == level  # quiet while it ran, not for whoever goes on
     assert "single-pick *           1      1  1.0000  100.0%" in capsys.readouterr().out
     # a tracker that misses every frame: nobody is near the take, nothing is charged
     assert main([*args, "--set", "miss_p=1.0"]) == 0

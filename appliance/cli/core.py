@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +222,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Only warnings from the box while a benchmark runs (its figures are the output); the level
+    before is restored afterwards, for a caller that goes on in the same process."""
+    log = logging.getLogger("appliance")
+    before = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(before)
+
+
 def cmd_bench_accuracy(args: argparse.Namespace) -> int:
     import time
 
@@ -240,9 +255,9 @@ def cmd_bench_accuracy(args: argparse.Namespace) -> int:
             raise CliError(f"--set: {e}") from None
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     start = time.perf_counter()
-    logging.getLogger("appliance").setLevel(logging.WARNING)
-    results = run_suite(names, seeds, args.workers, print_progress if sys.stderr.isatty() else None, args.level,
-                        changed)
+    with _quiet():
+        results = run_suite(names, seeds, args.workers, print_progress if sys.stderr.isatty() else None,
+                            args.level, changed)
     print(table(results, {n: SCENARIOS[n].single_shopper for n in names}))
     settings = ", ".join(f"{k}={v!r}" for k, v in changed.items()) or "each scenario's own"
     print(f"conditions: {len(names)} scenarios x seeds {seeds[0]}..{seeds[-1]}, replay from {args.level}, "
@@ -260,8 +275,7 @@ def cmd_bench_replay(args: argparse.Namespace) -> int:
     from appliance.sim.recording import read_recording
     from appliance.sim.score import score
 
-    logging.getLogger("appliance").setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="walkout-day-") as tmp:
+    with _quiet(), tempfile.TemporaryDirectory(prefix="walkout-day-") as tmp:
         folder = Path(args.recording) if args.recording else None
         if folder is None:
             from appliance.sim.simulator import generate
