@@ -20,11 +20,10 @@ import numpy as np
 from appliance.events import GateEvent, Receipt, TrackPoint
 from appliance.fusion.loop import ShopFloor
 from appliance.gate.passes import parse_pass_unchecked
-from appliance.replay import merge_streams
+from appliance.replay import TICK_S, merge_streams
 from appliance.sim.recording import Recording
 from appliance.sim.score import Score, score
 
-TICK_S = 0.25
 VISION_REPORT_S = 5.0
 # ISO 4217 currencies without minor units; all others shown with two decimals.
 ZERO_DECIMAL = frozenset({"KRW", "JPY", "VND", "CLP", "ISK", "PYG", "UGX", "XAF", "XOF", "RWF", "KMF", "GNF"})

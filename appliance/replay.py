@@ -23,6 +23,9 @@ from appliance.gate.passes import PassClaims, parse_pass_unchecked
 from appliance.shelves.inventory import LowStock, PlateStock
 from appliance.sim.recording import Recording
 
+# Readings, tracks and gate events reach the shop floor in slices of this much data time, and it
+# decides at the end of each: replay, the live sources and the demo all use this one value (the
+# step detector's events depend on how readings are cut into blocks; see its `feed`).
 TICK_S = 0.25
 Progress = Callable[[float], None]
 

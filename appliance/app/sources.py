@@ -29,7 +29,7 @@ from appliance.gate.card import CardDesk
 from appliance.gate.clock import Clock, WallClock
 from appliance.gate.mqtt import GateLink
 from appliance.gate.passes import PassClaims, ReplayCache, parse_pass_unchecked
-from appliance.replay import merge_streams
+from appliance.replay import TICK_S, merge_streams
 from appliance.shelves.ingest import MqttShelfSource, ShelfIngest
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TICK_S = 0.25
 
 
 class Feed(Protocol):
