@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +60,18 @@ def test_bench_accuracy_refuses_a_setting_no_scenario_has_before_simulating(
     assert "--set: scenario 'single-pick' has no setting 'hands'" in err and "hand_share" in err
     assert main(["bench", "accuracy", "--scenario", "single-pick", "--set", "hand_share=2"]) == 1
     assert "hand_share must be a share in [0, 1], got 2" in capsys.readouterr().err
+    assert main(["bench", "accuracy", "--scenario", "single-pick", "--set", "hand_share=abc"]) == 1
+    assert "--set: hand_share must be a number, got 'abc'" in capsys.readouterr().err
+    assert main(["bench", "accuracy", "--scenario", "single-pick", "--set", "dead_silent=1.5"]) == 1
+    assert "--set: dead_silent must be a whole number, got 1.5" in capsys.readouterr().err
+
+
+def test_sim_generate_refuses_a_setting_of_the_wrong_kind_naming_it(capsys: pytest.CaptureFixture[str],
+                                                                      tmp_path: Path) -> None:
+    assert main(["sim", "generate", "--scenario", "rush", "--set", "shoppers=2.5", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "shoppers must be a whole number, got 2.5" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_bench_accuracy_runs_every_scenario_under_the_settings_given(capsys: pytest.CaptureFixture[str]) -> None:

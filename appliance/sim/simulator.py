@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -114,7 +115,10 @@ def _split_overrides(sc: Scenario, overrides: dict[str, Any]) -> tuple[SensorPro
     sensors: dict[str, Any] = {}
     tracks: dict[str, Any] = {}
     run: dict[str, Any] = {}
+    defaults = {**{f.name: f.default for f in dataclasses.fields(SensorProfile)},
+                **{f.name: f.default for f in dataclasses.fields(TrackerProfile)}, **params}
     for key, value in overrides.items():
+        _check_kind(key, value, defaults.get(key))
         if key in sensor_keys:
             sensors[key] = value
         elif key in tracker_keys:
@@ -127,6 +131,17 @@ def _split_overrides(sc: Scenario, overrides: dict[str, Any]) -> tuple[SensorPro
             known = sorted(sensor_keys | tracker_keys | set(params) | {"start", "progress"})
             raise ValueError(f"scenario {sc.name!r} has no setting {key!r}; known: {', '.join(known)}")
     return (dataclasses.replace(sc.sensors, **sensors), dataclasses.replace(sc.tracker, **tracks), params, run)
+
+
+def _check_kind(key: str, value: Any, default: Any) -> None:
+    """A setting whose default is a number takes a number (a whole one for a whole default)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool) or default is None:
+        return
+    if isinstance(default, int) and not (number and float(value).is_integer()):
+        raise ValueError(f"{key} must be a whole number, got {value!r}")
+    if isinstance(default, float) and not (number and math.isfinite(value)):
+        raise ValueError(f"{key} must be a number, got {value!r}")
 
 
 def check_overrides(scenario: str, overrides: dict[str, Any]) -> None:
