@@ -938,7 +938,7 @@ class ShopFloor:
                 continue
             holder = self._holder(item.sku, item.qty, reaches)
             if holder is None and item.qty > 0 and not item.grams and \
-                    self._returned_in_review(event, item, reaches, best):
+                    self._returned_in_review(event, main_plate, item, reaches, best):
                 continue
             if holder is None:
                 # Nobody's cart holds it: not charged to anyone; the plate now carries it.
@@ -964,7 +964,7 @@ class ShopFloor:
             self._record(event, "returned" if stocked_here else "returned to the wrong place", holder.visit, best,
                          holder.confidence)
 
-    def _returned_in_review(self, event: ShelfEvent, item: Item, reaches: Sequence[Reach],
+    def _returned_in_review(self, event: ShelfEvent, main_plate: str, item: Item, reaches: Sequence[Reach],
                             best: Hypothesis) -> bool:
         """Whether units nobody's cart holds came back while a take of them waits for review, and if so
         take them off that review item (withdrawing it when all its units are back).
@@ -989,7 +989,6 @@ class ShopFloor:
         self.carts[source.visit].amend_review(source, amended)
         if self.listener is not None:
             self.listener.review_amended(source, amended)
-        main_plate = max(event.changes, key=lambda c: abs(c.delta_g)).sensor
         self._unheld_units(main_plate, event, item.sku, item.qty - back)
         stocked_here = self._back_on_shelf(event, main_plate, item.sku, back, 0.0)
         logger.info("units held for review came back to a shelf: the review item was %s",
@@ -1039,10 +1038,8 @@ class ShopFloor:
             items = waiting(reach.visit)
             if items:
                 return items[-1], reach
-        visits = [v for v in sorted(self.carts) if waiting(v)]
-        if len(visits) == 1:
-            return waiting(visits[0])[-1], None
-        return None
+        held = [items for items in (waiting(v) for v in sorted(self.carts)) if items]
+        return (held[0][-1], None) if len(held) == 1 else None
 
     def _apply(self, visit: str, change: CartChange) -> None:
         self.carts[visit].apply(change)

@@ -412,8 +412,9 @@ class StepDetector:
             return None
         first = int(np.searchsorted(tt, tt[-1] - SCATTER_LEARN_S))
         tt, off = tt[first:], gg[first:] - self.level[s]
-        scatter = _scatter(off, _pieces(tt))
-        if not self.noise[s] < scatter <= NOISE_CEIL_G or self._left_level(s, tt, off, scatter):
+        bounds = _pieces(tt)
+        scatter = _scatter(off, bounds)
+        if not self.noise[s] < scatter <= NOISE_CEIL_G or self._left_level(s, tt, off, bounds, scatter):
             return None
         return scatter
 
@@ -427,15 +428,16 @@ class StepDetector:
         if busy is None:
             return False
         tt, off = np.asarray(busy.t), np.asarray(busy.g) - self.level[s]
+        bounds = _pieces(tt)
         scatter = float(self.noise[s])
         if tt[-1] - tt[0] >= 2 * SCATTER_PIECE_S:
-            scatter = max(scatter, _scatter(off, _pieces(tt)))
-        return self._left_level(s, tt, off, scatter)
+            scatter = max(scatter, _scatter(off, bounds))
+        return self._left_level(s, tt, off, bounds, scatter)
 
-    def _left_level(self, s: int, tt: FloatArray, off: FloatArray, scatter: float) -> bool:
+    def _left_level(self, s: int, tt: FloatArray, off: FloatArray, bounds: IntArray, scatter: float) -> bool:
         """Whether readings taken at `tt`, `off` plate `s`'s level by these grams, have left it rather
         than scattered around it by `scatter`: their median as a whole, or that of any
-        `SCATTER_PIECE_S` piece of them (counted back from the latest), stands out from the level
+        `SCATTER_PIECE_S` piece of them (`bounds`, from `_pieces`), stands out from the level
         (medians, which a glitch does not move; a median is as good as a mean of 2 / pi as many)."""
         level_var = float(self.level_var[s])
         n_all = max(1.0, float(tt[-1] - tt[0]) * INDEPENDENT_PER_S * 2.0 / math.pi)
@@ -443,7 +445,7 @@ class StepDetector:
             return True
         n_piece = max(1.0, SCATTER_PIECE_S * INDEPENDENT_PER_S * 2.0 / math.pi)
         limit = SIGNIFICANT_SIGMA * math.sqrt(level_var + scatter**2 / n_piece)
-        return any(abs(float(np.median(off[a:b]))) > limit for a, b in itertools.pairwise(_pieces(tt)))
+        return any(abs(float(np.median(off[a:b]))) > limit for a, b in itertools.pairwise(bounds))
 
     def _window(self, s: int) -> float:
         """How long plate `s` must hold still: longer on a noisy plate, whose level a short window

@@ -111,6 +111,12 @@ def _evidence_from(row: Sequence[Any]) -> Evidence:
     return Evidence(float(at), tuple(s for s in sensors.split(",") if s), delta_g, pc, qc, note)
 
 
+def _check_short_code(value: str, what: str, example: str) -> None:
+    """Raise ValueError unless `value` is a non-empty short code (lower-case letters, digits, _)."""
+    if not value or not _CODE.fullmatch(value):
+        raise ValueError(f"{what} must be a short code such as {example}, got {value!r}")
+
+
 def _review_row_id(item_id: int) -> int:
     """The row of a review item in its period's file (its id also names the period)."""
     return item_id & ((1 << _ROW_ID_BITS) - 1)
@@ -559,8 +565,7 @@ class Vault:
         if item.visit != visit_id:
             raise ValueError(f"review item is for visit {item.visit!r}, not {visit_id!r}")
         _check_evidence(item.evidence)
-        if not _CODE.fullmatch(item.reason) or not item.reason:
-            raise ValueError(f"review reason must be a short code such as low_confidence, got {item.reason!r}")
+        _check_short_code(item.reason, "review reason", "low_confidence")
         candidates = [[str(sku), int(qty)] for sku, qty in item.candidates]
         with self._lock:
             self._check_open()
@@ -616,8 +621,7 @@ class Vault:
             ChargeStateError: the item is not open (a person decided it, or it was withdrawn already).
             ValueError: `reason` is not a short code.
         """
-        if not _CODE.fullmatch(reason) or not reason:
-            raise ValueError(f"a withdrawal reason must be a short code such as returned_to_shelf, got {reason!r}")
+        _check_short_code(reason, "a withdrawal reason", "returned_to_shelf")
         with self._lock:
             self._check_open()
             _, conn = self._review_item_file(item_id)
@@ -639,8 +643,7 @@ class Vault:
             ValueError: no candidates (withdraw the item instead), a malformed one, or a reason that
                 is not a short code.
         """
-        if not _CODE.fullmatch(reason) or not reason:
-            raise ValueError(f"an amendment reason must be a short code such as returned_to_shelf, got {reason!r}")
+        _check_short_code(reason, "an amendment reason", "returned_to_shelf")
         if not candidates:
             raise ValueError("an amended review item needs candidates (withdraw it when none are left)")
         for sku, qty in candidates:
