@@ -130,7 +130,7 @@ def test_a_put_back_takes_its_units_off_the_item_and_says_which_product_it_was()
 
     def put_back(t: float) -> bool:
         event = ShelfEvent(T0 + t, T0 + t + 0.5, (PlateChange("g1.s1.p3", 515.0, 1.0),))
-        return floor._returned_in_review(event, one.items[0], [_reach(A)], one)
+        return floor._returned_in_review(event, "g1.s1.p3", one.items[0], [_reach(A)], one)
 
     assert put_back(20)
     amended = floor.carts[A].review[0]
