@@ -182,11 +182,34 @@ class Script:
         return floor, charged
 
 
+def shopper(s: Script, track: str, x: float, t_in: float, t_at: float, t_out: float) -> None:
+    """Walk in at the entry, stand in front of x from t_at to t_out - 4, walk out through the exit."""
+    s.walk(track, [(t_in, 1.0, 0.3), (t_at, x, 3.45), (t_out - 4.0, x, 3.45), (t_out, 2.5, 0.2),
+                   (t_out + 1, 2.5, -0.5)])
+
+
+def shoppers(s: Script, *people: tuple[str, float, float, float]) -> None:
+    """Shoppers on passes of their own, each (nonce, x, t_in, t_out): in at T0 + t_in, standing in
+    front of x from 5 s later, out at T0 + t_out; tracks t1, t2, ..."""
+    for k, (nonce, x, t_in, t_out) in enumerate(people, start=1):
+        s.enter(nonce, T0 + t_in)
+        shopper(s, f"t{k}", x, T0 + t_in, T0 + t_in + 5, T0 + t_out)
+        s.leave(T0 + t_out)
+
+
 def side_by_side(s: Script, nonces: tuple[str, str], x: float) -> None:
     """Two shoppers on passes of their own stand right in front of x, from T0 + 6 to T0 + 18 and 19
     (tracks t1, t2): whichever of them takes from the plate there, the box cannot tell who did."""
-    for k, (nonce, t_in, t_out) in enumerate(((nonces[0], 1.0, 22.0), (nonces[1], 2.0, 23.0)), start=1):
-        s.enter(nonce, T0 + t_in)
-        s.walk(f"t{k}", [(T0 + t_in, 1.0, 0.3), (T0 + t_in + 5, x, 3.45), (T0 + t_out - 4, x, 3.45),
-                         (T0 + t_out, 2.5, 0.2), (T0 + t_out + 1, 2.5, -0.5)])
-        s.leave(T0 + t_out)
+    shoppers(s, (nonces[0], x, 1.0, 22.0), (nonces[1], x, 2.0, 23.0))
+
+
+def take_a_cola_and_leave(s: Script, nonce: str, until: float) -> tuple[dict[str, dict[str, int]], float]:
+    """One shopper on pass `nonce` stands at the cola (p1) from T0 + 6, takes one at T0 + 9 and walks
+    out at T0 + 20; the loop runs to `until`. Returns what each visit was charged and when this
+    one's receipt was ready."""
+    s.enter(nonce, T0 + 1)
+    shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
+    s.change("g1.s1.p1", T0 + 9, -521.0)
+    s.leave(T0 + 20)
+    _, charged = s.run(T0, until)
+    return charged, s.ready_at[nonce]

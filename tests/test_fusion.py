@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from shopkit import T0, Script, store_raw
+from shopkit import T0, Script, shopper, shoppers, store_raw, take_a_cola_and_leave
 
 from appliance.config import parse_config
 from appliance.events import SampleBlock, TrackPoint
@@ -11,25 +11,10 @@ from appliance.fusion.loop import ShopFloor
 from appliance.gate.passes import parse_pass_unchecked
 
 
-def _shopper(s: Script, track: str, x: float, t_in: float, t_at: float, t_out: float) -> None:
-    """Walk in at the entry, stand in front of x from t_at to t_out - 4, walk out through the exit."""
-    s.walk(track, [(t_in, 1.0, 0.3), (t_at, x, 3.45), (t_out - 4.0, x, 3.45), (t_out, 2.5, 0.2),
-                   (t_out + 1, 2.5, -0.5)])
-
-
-def _shoppers(s: Script, *people: tuple[str, float, float, float]) -> None:
-    """Shoppers on passes of their own, each (nonce, x, t_in, t_out): in at T0 + t_in, standing in
-    front of x from 5 s later, out at T0 + t_out; tracks t1, t2, ..."""
-    for k, (nonce, x, t_in, t_out) in enumerate(people, start=1):
-        s.enter(nonce, T0 + t_in)
-        _shopper(s, f"t{k}", x, T0 + t_in, T0 + t_in + 5, T0 + t_out)
-        s.leave(T0 + t_out)
-
-
 def test_a_single_shopper_taking_one_bottle_is_charged_exactly_that():
     s = Script.shop()
     s.enter("AAAAAAAAAAAAAAAAAAAAAA", T0 + 1)
-    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
+    shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
     s.change("g1.s1.p1", T0 + 9, -521.0)
     s.leave(T0 + 20)
     _floor, charged = s.run(T0, T0 + 30)
@@ -39,7 +24,7 @@ def test_a_single_shopper_taking_one_bottle_is_charged_exactly_that():
 def test_taking_two_units_at_once_charges_two():
     s = Script.shop()
     s.enter("BBBBBBBBBBBBBBBBBBBBBB", T0 + 1)
-    _shopper(s, "t1", 1.2, T0 + 1, T0 + 6, T0 + 20)
+    shopper(s, "t1", 1.2, T0 + 1, T0 + 6, T0 + 20)
     s.change("g1.s1.p3", T0 + 9, -1030.0)
     s.leave(T0 + 20)
     _, charged = s.run(T0, T0 + 30)
@@ -49,7 +34,7 @@ def test_taking_two_units_at_once_charges_two():
 def test_a_hand_resting_on_the_shelf_charges_nothing():
     s = Script.shop()
     s.enter("CCCCCCCCCCCCCCCCCCCCCC", T0 + 1)
-    _shopper(s, "t1", 1.3, T0 + 1, T0 + 6, T0 + 20)
+    shopper(s, "t1", 1.3, T0 + 1, T0 + 6, T0 + 20)
     s.hands["g1.s1.p4"] = [(T0 + 8, T0 + 12, 900.0)]
     s.leave(T0 + 20)
     _, charged = s.run(T0, T0 + 30)
@@ -59,7 +44,7 @@ def test_a_hand_resting_on_the_shelf_charges_nothing():
 def test_putting_an_item_back_on_the_same_plate_credits_the_cart():
     s = Script.shop()
     s.enter("DDDDDDDDDDDDDDDDDDDDDD", T0 + 1)
-    _shopper(s, "t1", 1.3, T0 + 1, T0 + 6, T0 + 25)
+    shopper(s, "t1", 1.3, T0 + 1, T0 + 6, T0 + 25)
     s.change("g1.s1.p4", T0 + 8, -64.0)
     s.change("g1.s1.p4", T0 + 14, +32.0)
     s.leave(T0 + 25)
@@ -70,7 +55,7 @@ def test_putting_an_item_back_on_the_same_plate_credits_the_cart():
 def test_putting_an_item_back_on_the_wrong_shelf_credits_the_cart_and_flags_restocking():
     s = Script.shop()
     s.enter("EEEEEEEEEEEEEEEEEEEEEE", T0 + 1)
-    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 25)
+    shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 25)
     s.change("g1.s1.p1", T0 + 8, -521.0)
     s.change("g1.s1.p5", T0 + 14, +521.0)
     s.leave(T0 + 25)
@@ -98,7 +83,7 @@ def test_a_palm_that_weighs_like_three_packs_the_cart_holds_one_of_is_not_three_
 def test_an_item_put_down_that_no_cart_holds_is_charged_to_nobody():
     s = Script.shop()
     s.enter("FFFFFFFFFFFFFFFFFFFFFF", T0 + 1)
-    _shopper(s, "t1", 1.45, T0 + 1, T0 + 6, T0 + 25)
+    shopper(s, "t1", 1.45, T0 + 1, T0 + 6, T0 + 25)
     s.change("g1.s1.p5", T0 + 8, +733.0)   # the shopper's own flask
     s.change("g1.s1.p5", T0 + 14, -733.0)  # ... taken back again
     s.leave(T0 + 25)
@@ -108,7 +93,7 @@ def test_an_item_put_down_that_no_cart_holds_is_charged_to_nobody():
 
 def test_of_shoppers_at_one_gondola_the_one_in_front_of_the_plate_is_charged():
     s = Script.shop()
-    _shoppers(s, ("GGGGGGGGGGGGGGGGGGGGGG", 0.9, 1, 22), ("HHHHHHHHHHHHHHHHHHHHHH", 1.6, 3, 24))
+    shoppers(s, ("GGGGGGGGGGGGGGGGGGGGGG", 0.9, 1, 22), ("HHHHHHHHHHHHHHHHHHHHHH", 1.6, 3, 24))
     s.change("g1.s1.p7", T0 + 12, -1040.0)
     _, charged = s.run(T0, T0 + 35)
     assert charged == {"GGGGGGGGGGGGGGGGGGGGGG": {}, "HHHHHHHHHHHHHHHHHHHHHH": {"water1l": 1}}
@@ -124,7 +109,7 @@ def test_a_shopper_across_the_aisle_loses_to_the_one_reaching_from_the_side():
                   (T0 + 23, 2.5, -0.5)])
     s.leave(T0 + 22)
     s.enter("WWWWWWWWWWWWWWWWWWWWWW", T0 + 3)
-    _shopper(s, "t2", 1.25, T0 + 3, T0 + 8, T0 + 24)
+    shopper(s, "t2", 1.25, T0 + 3, T0 + 8, T0 + 24)
     s.leave(T0 + 24)
     s.change("g1.s1.p7", T0 + 12, -1040.0)
     _, charged = s.run(T0, T0 + 35)
@@ -134,8 +119,8 @@ def test_a_shopper_across_the_aisle_loses_to_the_one_reaching_from_the_side():
 def test_a_party_on_one_pass_shares_one_cart():
     s = Script.shop()
     s.enter("IIIIIIIIIIIIIIIIIIIIII", T0 + 1, party=2)
-    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 25)
-    _shopper(s, "t2", 1.65, T0 + 1.5, T0 + 7, T0 + 26)
+    shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 25)
+    shopper(s, "t2", 1.65, T0 + 1.5, T0 + 7, T0 + 26)
     s.change("g1.s1.p1", T0 + 10, -521.0)
     s.change("g1.s1.p7", T0 + 14, -1040.0)
     s.leave(T0 + 25)
@@ -149,7 +134,7 @@ def test_a_hand_on_its_way_to_the_next_plate_does_not_count_against_the_shopper_
     # the hand passing over the cider. Both plates change at once and M's hand is never seen: N's
     # hand is explained by N's own pick, so the cider is M's likelier line (held, not given to N).
     s = Script.shop()
-    _shoppers(s, ("MMMMMMMMMMMMMMMMMMMMMM", 1.2, 1, 22), ("NNNNNNNNNNNNNNNNNNNNNN", 1.6, 2, 23))
+    shoppers(s, ("MMMMMMMMMMMMMMMMMMMMMM", 1.2, 1, 22), ("NNNNNNNNNNNNNNNNNNNNNN", 1.6, 2, 23))
     s.reach("t2", T0 + 10.6, T0 + 11.4, (1.22, 3.97, 1.06))
     s.reach("t2", T0 + 11.5, T0 + 12.6, (1.31, 3.95, 1.06))
     s.change("g1.s1.p3", T0 + 11.6, -515.0)
@@ -166,7 +151,7 @@ def _two_hands(first: tuple[float, float, float, float], second: tuple[float, fl
     12.6 s), while `cider_g` leaves the cider plate at 11.8 s: what each was charged, and the
     review items (reason, likeliest candidate)."""
     s = Script.shop()
-    _shoppers(s, ("RRRRRRRRRRRRRRRRRRRRRR", first[0], 1, 22), ("SSSSSSSSSSSSSSSSSSSSSS", second[0], 2, 23))
+    shoppers(s, ("RRRRRRRRRRRRRRRRRRRRRR", first[0], 1, 22), ("SSSSSSSSSSSSSSSSSSSSSS", second[0], 2, 23))
     for track, (_, *hand) in (("t1", first), ("t2", second)):
         s.reach(track, T0 + 11.0, T0 + 12.6, (hand[0], hand[1], hand[2]))
     s.change("g1.s1.p3", T0 + 11.8, -cider_g)
@@ -199,7 +184,7 @@ def test_two_hands_both_over_the_changed_plate_are_both_there_and_the_line_waits
 def test_when_nobody_can_be_told_apart_the_line_waits_for_review_instead_of_being_charged():
     s = Script.shop()
     # both right in front of the same plate
-    _shoppers(s, ("JJJJJJJJJJJJJJJJJJJJJJ", 1.25, 1, 22), ("KKKKKKKKKKKKKKKKKKKKKK", 1.25, 2, 23))
+    shoppers(s, ("JJJJJJJJJJJJJJJJJJJJJJ", 1.25, 1, 22), ("KKKKKKKKKKKKKKKKKKKKKK", 1.25, 2, 23))
     s.change("g1.s1.p3", T0 + 12, -515.0)
     _floor, charged = s.run(T0, T0 + 35)
     assert charged == {"JJJJJJJJJJJJJJJJJJJJJJ": {}, "KKKKKKKKKKKKKKKKKKKKKK": {}}
@@ -217,7 +202,7 @@ def test_a_take_beside_a_plate_that_stopped_reporting_waits_for_review_instead_o
     for dead, want in (({"g1.s1.p7": T0 + 2}, {}), ({}, {"water1l": 1, "cider": 1})):
         s = Script.shop(stock=stock)
         s.dead = dead
-        _shoppers(s, ("LLLLLLLLLLLLLLLLLLLLLL", 1.55, 1, 22))
+        shoppers(s, ("LLLLLLLLLLLLLLLLLLLLLL", 1.55, 1, 22))
         s.change("g1.s1.p6", T0 + 9, -520.0)
         s.change("g1.s1.p7", T0 + 9, -520.0)
         s.change("g1.s1.p5", T0 + 15, -257.5)
@@ -232,7 +217,7 @@ def test_taking_the_last_units_raises_one_low_stock_signal():
     s = Script.shop()
     for sid in ("g1.s1.p1", "g1.s1.p2"):
         s.set_level(sid, 0.0, 500.0 + 1.5 * 521.0)  # three colas over two plates (tare 500 g each)
-    _shoppers(s, ("LLLLLLLLLLLLLLLLLLLLLL", 1.05, 1, 25))
+    shoppers(s, ("LLLLLLLLLLLLLLLLLLLLLL", 1.05, 1, 25))
     s.change("g1.s1.p1", T0 + 9, -521.0)
     s.change("g1.s1.p1", T0 + 14, -521.0)
     floor, charged = s.run(T0, T0 + 35)
@@ -247,11 +232,11 @@ def test_a_shop_that_stays_empty_for_longer_than_positions_are_kept_carries_on()
     shopper's first point crashed the identity check."""
     s = Script.shop()
     s.enter("MMMMMMMMMMMMMMMMMMMMMM", T0 + 1)
-    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
+    shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
     s.leave(T0 + 20)
     later = T0 + 400
     s.enter("NNNNNNNNNNNNNNNNNNNNNN", later)
-    _shopper(s, "t2", 1.05, later, later + 5, later + 20)
+    shopper(s, "t2", 1.05, later, later + 5, later + 20)
     s.change("g1.s1.p1", later + 9, -521.0)
     s.leave(later + 20)
     _, charged = s.run(T0, later + 30)
@@ -259,14 +244,9 @@ def test_a_shop_that_stays_empty_for_longer_than_positions_are_kept_carries_on()
 
 
 def test_a_receipt_is_ready_right_after_the_shopper_leaves_when_nothing_of_theirs_is_undecided():
-    s = Script.shop()
-    s.enter("OOOOOOOOOOOOOOOOOOOOOO", T0 + 1)
-    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
-    s.change("g1.s1.p1", T0 + 9, -521.0)
-    s.leave(T0 + 20)
-    _, charged = s.run(T0, T0 + 30)
+    charged, ready = take_a_cola_and_leave(Script.shop(), "OOOOOOOOOOOOOOOOOOOOOO", T0 + 30)
     assert charged == {"OOOOOOOOOOOOOOOOOOOOOO": {"cola": 1}}
-    assert s.ready_at["OOOOOOOOOOOOOOOOOOOOOO"] <= T0 + 20.5
+    assert ready <= T0 + 20.5
 
 
 def _grab_on_the_way_out(lean_beside: bool) -> Script:
@@ -308,8 +288,8 @@ def test_a_pick_is_decided_and_its_receipt_ready_while_a_plate_out_of_its_takers
     s = Script.shop(plates=30)
     s.enter("QQQQQQQQQQQQQQQQQQQQQQ", T0 + 1)
     s.enter("RRRRRRRRRRRRRRRRRRRRRR", T0 + 3)
-    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
-    _shopper(s, "t2", 3.45, T0 + 3, T0 + 8, T0 + 34)
+    shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
+    shopper(s, "t2", 3.45, T0 + 3, T0 + 8, T0 + 34)
     s.change("g1.s1.p1", T0 + 12, -521.0)
     s.change("g1.s1.p25", T0 + 24, 0.0, press=(12.5, 300.0))  # 2.4 m away, a hand resting on it for 12.5 s
     s.leave(T0 + 20)
@@ -364,7 +344,7 @@ def test_a_live_floor_forgets_visits_track_ids_passes_and_its_logs_after_minutes
     the box ran, and the floor's decision log grew with every shelf event."""
     s = Script.shop()
     s.enter("AAAAAAAAAAAAAAAAAAAAAA", T0 + 1)
-    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
+    shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
     s.change("g1.s1.p1", T0 + 9, -521.0)
     s.leave(T0 + 20)
     s.walk("t9", [(T0 + 2, 1.0, -0.6), (T0 + 8, 1.1, -0.5)])  # stood outside the entry, never came in
@@ -379,7 +359,7 @@ def test_a_live_floor_forgets_visits_track_ids_passes_and_its_logs_after_minutes
 def test_a_visit_that_left_no_longer_holds_its_pass_claims():
     s = Script.shop()
     s.enter("BBBBBBBBBBBBBBBBBBBBBB", T0 + 1)
-    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
+    shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
     s.leave(T0 + 20)
     floor, _ = s.run(T0, T0 + 30)
     assert [v.claims for v in floor.book.closed] == [None]
@@ -410,7 +390,7 @@ def test_a_palm_read_as_a_thing_set_down_is_known_before_the_take_it_rested_acro
     was known to be on p6, and matched nothing; it is one water."""
     s = Script.shop()
     s.enter("WWWWWWWWWWWWWWWWWWWWWW", T0 + 1)
-    _shopper(s, "t1", 1.55, T0 + 1, T0 + 4, T0 + 20)
+    shopper(s, "t1", 1.55, T0 + 1, T0 + 4, T0 + 20)
     s.change("g1.s1.p6", T0 + 5.0, +90.0, press=None)
     s.change("g1.s1.p6", T0 + 10.5, -90.0 - 520.0, press=(0.6, 150.0))
     s.change("g1.s1.p7", T0 + 10.5, -520.0, press=(0.6, 150.0))
@@ -423,7 +403,7 @@ def test_a_palm_read_as_units_returned_and_lifted_again_at_once_leaves_the_cart_
     same weight again: the put-down is undone, and the cola is charged (it was credited for good)."""
     s = Script.shop()
     s.enter("PPPPPPPPPPPPPPPPPPPPPP", T0 + 1)
-    _shopper(s, "t1", 1.2, T0 + 1, T0 + 4, T0 + 26)
+    shopper(s, "t1", 1.2, T0 + 1, T0 + 4, T0 + 26)
     s.change("g1.s1.p1", T0 + 7, -521.0)
     s.change("g1.s1.p5", T0 + 11.0, +1042.0, press=None)
     s.change("g1.s1.p5", T0 + 17.5, -1042.0, press=None)

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from shopkit import T0, Script
-from test_fusion import _shopper
+from shopkit import T0, Script, take_a_cola_and_leave
 
 from appliance.events import SampleBlock, ShelfEvent
 from appliance.shelves.steps import StepDetector
@@ -120,13 +119,9 @@ def test_a_plate_turned_noisier_beside_a_shopper_does_not_hold_their_receipt(pla
     s = NoisierScript.shop()
     s.plate_noise = {plate: 1.0}
     s.noisier = {plate: (T0 + noisier_from, np.inf, float(np.sqrt(8.0**2 - 1.0**2)))}
-    s.enter("SSSSSSSSSSSSSSSSSSSSSS", T0 + 1)
-    _shopper(s, "t1", 1.05, T0 + 1, T0 + 6, T0 + 20)
-    s.change("g1.s1.p1", T0 + 9, -521.0)
-    s.leave(T0 + 20)
-    _, charged = s.run(T0, T0 + 60)
+    charged, ready = take_a_cola_and_leave(s, "SSSSSSSSSSSSSSSSSSSSSS", T0 + 60)
     assert charged == {"SSSSSSSSSSSSSSSSSSSSSS": {"cola": 1}}
-    assert s.ready_at["SSSSSSSSSSSSSSSSSSSSSS"] <= T0 + 20.5
+    assert ready <= T0 + 20.5
 
 
 def test_a_plate_noisy_from_the_start_leaves_warming_up_knowing_its_noise() -> None:
