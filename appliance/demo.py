@@ -20,7 +20,7 @@ import numpy as np
 from appliance.events import GateEvent, Receipt, TrackPoint
 from appliance.fusion.loop import ShopFloor
 from appliance.gate.passes import parse_pass_unchecked
-from appliance.replay import TICK_S, merge_streams
+from appliance.replay import TICK_S, first_tick, merge_streams
 from appliance.sim.recording import Recording
 from appliance.sim.score import Score, score
 
@@ -102,7 +102,7 @@ def play(rec: Recording, speed: float = 1.0, out: TextIO = sys.stdout,
     con.say(start, f"{rec.config.store.name}: {len(rec.config.products)} products on {len(rec.config.sensors)} "
                    f"load cells; playing {end - start:.0f} s of shop time at "
                    f"{'full speed' if speed <= 0 else f'{speed:g}x'}")
-    tick = start + TICK_S
+    tick = first_tick(start)
     while tick <= end + TICK_S:
         if speed > 0:
             lag = (tick - start) / speed - (clock() - wall0)

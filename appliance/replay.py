@@ -8,6 +8,7 @@ temporary file and renamed into place, so a failed or interrupted replay leaves 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -24,9 +25,18 @@ from appliance.shelves.inventory import LowStock, PlateStock
 from appliance.sim.recording import Recording
 
 # Readings, tracks and gate events reach the shop floor in slices of this much data time, and it
-# decides at the end of each: replay, the live sources and the demo all use this one value (the
-# step detector's events depend on how readings are cut into blocks; see its `feed`).
+# decides at the end of each. The slices end on whole multiples of TICK_S of unix time (`first_tick`)
+# in replay, the live sources and the demo alike: the step detector's events depend on how readings
+# are cut into blocks (see its `feed`), so the shop, played back or live, is cut at the same instants.
 TICK_S = 0.25
+
+
+def first_tick(t: float) -> float:
+    """The first tick after `t`: the next whole multiple of `TICK_S` (unix seconds). Later ticks are
+    this plus whole multiples of `TICK_S`, exact in floating point (a quarter second, on times well
+    below 2**40 s)."""
+    return (math.floor(t / TICK_S) + 1) * TICK_S
+
 Progress = Callable[[float], None]
 
 
@@ -95,7 +105,7 @@ def replay(rec: Recording, level: str | None = None, progress: Progress | None =
     stream = merge_streams(rec.gate, tracks_for(rec, level))
     nxt: GateEvent | TrackPoint | None = next(stream, None)
     wi = 0
-    tick = start + TICK_S
+    tick = first_tick(start)
     last_report = start
     while True:
         while nxt is not None and nxt.t < tick:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import secrets
 import threading
 import time
@@ -381,3 +382,75 @@ def test_a_gate_whose_visit_cannot_be_stored_stays_shut() -> None:
     other = issue_pass(issuer_key(1), {"iss": ISSUER, "tok": "cus_a/pm_b", "iat": 1_750_000_000 - 5,
                                        "exp": 1_750_000_300, "nonce": "c2h1dC1nYXRlLW5vbmNlLTI"})  # fmt: skip
     assert source.keeper.present("gate1", other) is not None and stored == ["c2h1dC1nYXRlLW5vbmNlLTI"]
+
+
+def test_live_readings_are_cut_at_the_same_ticks_whenever_the_live_loop_wakes() -> None:
+    """The step detector's events depend on where readings are cut into blocks, so the live shop
+    must cut them where a replay would (whole multiples of TICK_S), not wherever its thread wakes."""
+    from appliance.gate.clock import ManualClock
+    from appliance.gate.passes import ReplayCache
+    from appliance.replay import TICK_S
+    from appliance.sim.shop import ISSUER, default_shop, issuer_key
+
+    config = parse_config(default_shop(1).config_raw)
+    plates = [s.id for s in config.sensors[:3]]
+    t0_ms = 1_750_000_000_037
+    payloads: list[tuple[float, str, bytes]] = []  # (last reading's time, plate, payload)
+    for plate, size in zip(plates, (7, 12, 5), strict=True):
+        for seq, first in enumerate(range(0, 60 * 4, size)):
+            ts = t0_ms + round(first * 1000 / 60)
+            grams = [1000.0 + 0.5 * ((first + i) % 3) for i in range(size)]
+            payloads.append((ts / 1000 + (size - 1) / 60, plate, json.dumps(
+                {"ts": ts, "seq": seq, "hz": 60, "g": grams}).encode()))
+    payloads.sort(key=lambda p: p[0])  # as they arrive
+    text = issue_pass(issuer_key(1), {"iss": ISSUER, "tok": "cus_a/pm_b", "iat": t0_ms // 1000 - 5,
+                                      "exp": t0_ms // 1000 + 300, "nonce": "bGl2ZS10aWNrcy1ub25jZS0x"})  # fmt: skip
+
+    def fed(wakes: list[float]) -> list[tuple[str, tuple[float, ...]]]:
+        clock = ManualClock(t0_ms / 1000)
+        source = LiveSource(config, password="unused", cache=ReplayCache(), clock=clock, lag_s=0.5)
+        source.attach(lambda claims, entered_at: "v1")
+        calls: list[tuple[str, tuple[float, ...]]] = []
+
+        class Recorder:
+            def gate(self, event: GateEvent) -> None:
+                calls.append(("gate", (event.t,)))
+
+            def track(self, point: object) -> None:
+                raise AssertionError("the live source has no tracks")
+
+            def samples(self, block: Any) -> None:
+                calls.append(("samples", tuple(block.t.tolist()) + tuple(block.grams.tolist())))
+
+            def advance(self, now: float) -> None:
+                calls.append(("advance", (now,)))
+
+            def finish(self, end: float) -> None:
+                raise AssertionError("not finished")
+
+        sent, presented = 0, False
+        for wake in wakes:
+            if wake >= 1.3 and not presented:  # a pass scanned at 1.3 s, whenever the loop wakes
+                clock.set(t0_ms / 1000 + 1.3)
+                assert source.keeper.present("gate1", text) is not None
+                presented = True
+            clock.set(t0_ms / 1000 + wake)
+            while sent < len(payloads) and payloads[sent][0] < clock.now():
+                _, plate, body = payloads[sent]
+                assert source.ingest.weight(plate, body)
+                sent += 1
+            source.catch_up(Recorder(), clock.now() - 0.5)
+        return calls
+
+    steady = fed([0.13] + [0.25 * k for k in range(1, 19)])
+    irregular = fed([0.13, 0.61, 0.62, 1.9, 2.05, 3.3, 4.5])
+    assert steady == irregular
+    ticks = [t for kind, (t, *_) in steady if kind == "advance"]
+    assert ticks == [ticks[0] + TICK_S * k for k in range(len(ticks))] and ticks[0] % TICK_S == 0
+    last = -math.inf
+    for kind, values in steady:
+        if kind == "advance":
+            last = values[0]
+        elif kind == "samples":
+            times = values[: len(values) // 2]
+            assert last <= min(times) and max(times) < last + TICK_S

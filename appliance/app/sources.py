@@ -29,7 +29,7 @@ from appliance.gate.card import CardDesk
 from appliance.gate.clock import Clock, WallClock
 from appliance.gate.mqtt import GateLink
 from appliance.gate.passes import PassClaims, ReplayCache, parse_pass_unchecked
-from appliance.replay import TICK_S, merge_streams
+from appliance.replay import TICK_S, first_tick, merge_streams
 from appliance.shelves.ingest import MqttShelfSource, ShelfIngest
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class RecordingSource:
         nxt: GateEvent | TrackPoint | None = next(stream, None)
         wi = 0
         wall0 = self._monotonic()
-        tick = start + TICK_S
+        tick = first_tick(start)
         while True:
             if self.speed > 0:
                 ahead = wall0 + (tick - start) / self.speed - self._monotonic()
@@ -153,8 +153,8 @@ class RestartSafeReplayCache(ReplayCache):
 class LiveSource:
     """The shop's own devices over MQTT: gate scans, card taps and passages, and shelf weights.
 
-    Every `tick_s` of wall time it applies what arrived, in time order, up to `lag_s` ago (so a
-    message a little late still lands in order) and advances the loop to that time.
+    Every `tick_s` of wall time it applies what arrived, in time order and tick by tick of data
+    time, up to `lag_s` ago (so a message a little late still lands in order): see `catch_up`.
 
     Args:
         config: the store (issuers, sensors, shop id, [mqtt]).
@@ -194,6 +194,8 @@ class LiveSource:
         self._card_gates = tuple(card_gates)
         self.ingest = ShelfIngest([s.id for s in config.sensors], lambda: int(self._clock.now() * 1000))
         self.ready = threading.Event()
+        self._held: list[GateEvent] = []  # gate events waiting for their tick
+        self._next_tick: float | None = None
 
     def attach(self, admit: Admit) -> None:
         self._admit = admit
@@ -228,23 +230,32 @@ class LiveSource:
             if not shelves.connected.wait(10.0):
                 raise ConnectionError(f"the broker at {mqtt.host}:{mqtt.port} did not accept the shelf subscriber")
             self.ready.set()
-            held: list[GateEvent] = []
             while not stop.wait(self._tick_s):
-                now = self._clock.now() - self._lag_s
                 shelves.pump()
-                while True:
-                    try:
-                        held.append(self._events.get_nowait())
-                    except queue.Empty:
-                        break
-                due = sorted((e for e in held if e.t < now), key=lambda e: e.t)
-                held = [e for e in held if e.t >= now]
-                for event in due:
-                    loop.gate(event)
-                block = self.ingest.take(now)
-                if len(block):
-                    loop.samples(block)
-                loop.advance(now)
+                self.catch_up(loop, self._clock.now() - self._lag_s)
         finally:
             shelves.stop()
             link.stop()
+
+    def catch_up(self, loop: Feed, now: float) -> None:
+        """Apply what has arrived, one tick of data time at a time, up to the last tick at or before
+        `now`: the same ticks (`first_tick`) as a replay of the same readings, whenever this runs,
+        so the live shop cuts its readings where a replay of them would and decides alike."""
+        while True:
+            try:
+                self._held.append(self._events.get_nowait())
+            except queue.Empty:
+                break
+        if self._next_tick is None:
+            self._next_tick = first_tick(now) - TICK_S
+        while self._next_tick <= now:
+            tick = self._next_tick
+            due = sorted((e for e in self._held if e.t < tick), key=lambda e: e.t)
+            self._held = [e for e in self._held if e.t >= tick]
+            for event in due:
+                loop.gate(event)
+            block = self.ingest.take(tick)
+            if len(block):
+                loop.samples(block)
+            loop.advance(tick)
+            self._next_tick = tick + TICK_S

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from appliance.config import StoreConfig, parse_config
+from appliance.replay import TICK_S, first_tick
 from appliance.shelves.ingest import ShelfIngest
 from appliance.shelves.products import Planogram, explain
 from appliance.shelves.steps import StepDetector
@@ -98,7 +99,7 @@ def make_payloads(cfg: StoreConfig, hz: float, seconds: float, picks_per_s: floa
 
 
 def run_shelf_bench(n_sensors: int = 850, hz: float = 60.0, seconds: float = 60.0, picks_per_s: float = 0.5,
-                    seed: int = 7, tick_s: float = 0.2) -> ShelfBenchResult:
+                    seed: int = 7) -> ShelfBenchResult:
     cfg = parse_config(bench_store(n_sensors, seed))
     payloads, _ = make_payloads(cfg, hz, seconds, picks_per_s, seed)
     first = payloads[0][0]
@@ -109,7 +110,7 @@ def run_shelf_bench(n_sensors: int = 850, hz: float = 60.0, seconds: float = 60.
     events = 0
     samples = 0
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    next_tick = first + tick_s
+    next_tick = first_tick(first)  # the box's ticks of data time (live and replay alike)
     for t_end, sensor, body in payloads:
         if t_end >= next_tick:
             clock[0] = int(next_tick * 1000)
@@ -118,7 +119,7 @@ def run_shelf_bench(n_sensors: int = 850, hz: float = 60.0, seconds: float = 60.
             for ev in det.feed(block):
                 explain(ev, plan)
                 events += 1
-            next_tick += tick_s
+            next_tick += TICK_S
         ingest.weight(sensor, body)
     block = ingest.take(float("inf"))
     samples += len(block)
@@ -132,7 +133,7 @@ def run_shelf_bench(n_sensors: int = 850, hz: float = 60.0, seconds: float = 60.
 
 def report(r: ShelfBenchResult) -> str:
     cond = (f"{r.sensors} load cells at {r.hz:g} Hz, {r.data_s:g} s of data, {r.payloads} MQTT batches of "
-            f"{BATCH} samples, {r.events} shelf events; one process, one thread, "
+            f"{BATCH} samples fed in ticks of {TICK_S:g} s, {r.events} shelf events; one process, one thread, "
             f"{platform.machine()}, Python {platform.python_version()}, numpy {np.__version__}")
     return (f"shelves: {r.samples_per_s:,.0f} samples/s on one core (CPU {r.cpu_s:.2f} s, wall {r.wall_s:.2f} s), "
             f"{r.realtime_ratio:.1f}x real time (target >= 10x)\n  conditions: {cond}")
