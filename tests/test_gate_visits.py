@@ -25,8 +25,8 @@ def _claims(nonce: str, party: int = 1) -> PassClaims:
     return PassClaims("demo-pay", "cus_x/pm_y", int(T0), int(T0) + 300, nonce, party)
 
 
-def _enter(book: VisitBook, nonce: str, t: float, track: str = "") -> None:
-    book.entry(GateEvent(t, "entry", make_pass(nonce, t), track), _claims(nonce))
+def _enter(book: VisitBook, nonce: str, t: float, track: str = "", party: int = 1) -> None:
+    book.entry(GateEvent(t, "entry", make_pass(nonce, t, party), track), _claims(nonce, party))
 
 
 def _feed(book: VisitBook, frames: Sequence[tuple[float, Sequence[tuple[str, float, float]]]]) -> None:
@@ -186,6 +186,41 @@ def test_a_track_inside_the_entry_continuing_a_newcomer_lost_outside_joins_the_w
     _feed(book, _frames(paths))
     assert book.owner["t1"] == ("a", 0)
     assert book.owner["t2"] == ("b", 0)
+
+
+def test_a_shopper_missed_at_the_entry_does_not_hand_each_later_shopper_the_pass_before_theirs() -> None:
+    """Regression (rush seed 2 filmed): a's shopper walked in unseen; b's pass was accepted 8 s later
+    and b's shopper crossed. Passes were filled oldest first, so b's shopper became a's, c's became
+    b's, and so on down the queue: every later pick went to the cart before the right one."""
+    book = _book()
+    _feed(book, _frames({"t0": _line(T0 - 3.0, T0 - 2.0, (4.0, 3.0), (4.0, 3.0))}))  # tracking since T0 - 3
+    _enter(book, "a", T0)
+    _enter(book, "b", T0 + 8.0)
+    _feed(book, _frames({"t1": _line(T0 + 8.0, T0 + 11.0, (1.0, -0.6), (1.0, 1.5))}))
+    _enter(book, "c", T0 + 15.0)
+    _feed(book, _frames({"t2": _line(T0 + 14.5, T0 + 17.5, (1.2, -0.6), (1.2, 1.5))}))
+    assert book.owner["t1"] == ("b", 0)
+    assert book.owner["t2"] == ("c", 0)
+    assert not book.visits["a"].people, "a's shopper was never seen"
+
+
+def test_a_party_member_first_seen_inside_after_the_next_pass_crossed_before_it() -> None:
+    """The tracker missed the second of a's party of two crossing; it first sees them 1.4 m inside,
+    just after b's pass is accepted. At walking pace they crossed before b's pass: they are a's,
+    and b's shopper, crossing next, is b's."""
+    book = _book()
+    _feed(book, _frames({"t0": _line(T0 - 3.0, T0 - 2.0, (4.0, 3.0), (4.0, 3.0))}))  # tracking since T0 - 3
+    _enter(book, "a", T0, party=2)
+    paths = {
+        "t1": _line(T0, T0 + 2.0, (1.0, -0.5), (1.0, 1.5)) + _line(T0 + 2.0, T0 + 7.0, (1.0, 1.5), (2.5, 3.0)),
+        "t2": _line(T0 + 4.2, T0 + 7.0, (0.8, 1.4), (0.8, 3.0)),
+        "t3": _line(T0 + 4.6, T0 + 7.0, (1.3, -0.6), (1.3, 1.2)),
+    }
+    _enter(book, "b", T0 + 4.0)
+    _feed(book, _frames(paths))
+    assert book.owner["t1"] == ("a", 0)
+    assert book.owner["t2"] == ("a", 1)
+    assert book.owner["t3"] == ("b", 0)
 
 
 def _three_standing_together(carrier: Callable[[int], dict[str, str]]) -> dict[str, str]:

@@ -218,6 +218,19 @@ class VisitBook:
                        and v.entered >= self._tracking_since - PRE_EXISTING_S),
                       key=lambda v: v.entered)
 
+    def _served(self, awaiting: list[Visit], h: TrackHistory, crossed: float) -> Visit:
+        """Whose person `h`, across the entry at `crossed`, is, of the passes with places still
+        empty (oldest first): the newest one accepted before they crossed. The gate serves one party
+        at a time (spec/recording.md: the next person across belongs to the pass just accepted), so
+        once a newer pass was accepted, an older one's empty places will not be filled from the
+        entry: its people crossed unseen or did not come. Binding them the oldest first instead
+        would hand every later shopper the pass before theirs. A track first seen already inside
+        crossed before it was seen, at walking pace."""
+        if crossed == h.first_t and self._near_entry(h.first_xy, inside=True):
+            crossed -= segment_distance(h.first_xy, self._entry) / WALK_SPEED_M_S
+        before = [v for v in awaiting if v.entered <= crossed]
+        return before[-1] if before else awaiting[0]
+
     def _adopt(self, h: TrackHistory) -> bool:
         """People already inside when tracking began (the box restarted, or a recording starts
         mid-visit) cannot be seen crossing the entry: they belong to the visits that entered
@@ -696,8 +709,8 @@ class VisitBook:
             return
 
     def _place(self, h: TrackHistory) -> None:
-        """Bind an unbound track: the next people across the entry belong to the oldest pass with
-        room; a track that starts anywhere else continues someone the tracker lost."""
+        """Bind an unbound track: the next people across the entry belong to the pass just accepted
+        (`_served`); a track that starts anywhere else continues someone the tracker lost."""
         fresh = len(h.t) == 1
         crossed = self._entered_at(h)
         outside = self._near_entry(h.first_xy, inside=False)
@@ -746,7 +759,7 @@ class VisitBook:
             self.crossed[h.track] = crossed
             awaiting = self._awaiting(crossed)
             if awaiting:
-                self._bind(h.track, awaiting[0])
+                self._bind(h.track, self._served(awaiting, h, crossed))
                 return
         if not fresh and not outside and h.last_t - h.first_t < 2.0 and h.track not in self.crossed:
             lost = self._lost_person(h)
