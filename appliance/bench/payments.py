@@ -145,6 +145,7 @@ def _p(values: list[float]) -> str:
 def run_latency_bench(scenario: str, seeds: int, speed: float, progress: Progress | None = None) -> list[str]:
     """Measure `seeds` simulated days; the report's lines."""
     from appliance.fusion.loop import CLOSE_MAX_WAIT_S, CLOSE_MIN_S
+    from appliance.replay import TICK_S
 
     say = progress or (lambda text: print(text, flush=True, file=__import__("sys").stderr))
     logging.getLogger("appliance.payments.sandbox_server").setLevel(logging.WARNING)
@@ -157,13 +158,13 @@ def run_latency_bench(scenario: str, seeds: int, speed: float, progress: Progres
     if not visits:
         return [f"no visit of {scenario} had anything to pay; nothing to measure"]
     core = [v.core_wait for v in visits]
-    longer = [c for c in core if c > CLOSE_MIN_S + 0.25 + 1e-9]
+    longer = [c for c in core if c > CLOSE_MIN_S + TICK_S + 1e-9]
     live = [v.live for v in visits]
     p99_live = float(np.percentile(live, 99))
     lines = [
         f"exit -> charge request leaving the box, live ({len(visits)} charged visits): {_p(live)}",
         f"  core loop, exit -> visit closed (data time, = wall time live): {_p(core)}",
-        f"    CLOSE_MIN_S {CLOSE_MIN_S:g} s plus up to one {0.25:g} s tick; {len(longer)}/{len(core)} visits "
+        f"    CLOSE_MIN_S {CLOSE_MIN_S:g} s plus up to one {TICK_S:g} s tick; {len(longer)}/{len(core)} visits "
         f"waited longer for a shelf change near them still undecided ({_p(longer) if longer else 'none'}), "
         f"capped at CLOSE_MAX_WAIT_S {CLOSE_MAX_WAIT_S:g} s",
         f"  the box, visit closed -> request's first byte at the processor (wall): {_p([v.box for v in visits])}",
