@@ -246,9 +246,9 @@ class ShopFloor:
         receipts = self._finish_visits(now, final=False)
         cutoff = now - REFUND_WINDOW_S  # nothing older can come back to a shelf for a refund
         self.closed_carts = {v: c for v, c in self.closed_carts.items() if c[2] >= cutoff}
-        # `_put_down` drops put-downs older than UNDO_S before it remembers a new one; with no new
-        # one they would stay, naming a visit that may be long gone. Forget them here too, with a
-        # margin for a take decided late (held by a busy neighbour).
+        # Put-downs remembered for undoing (`_taken_again`, which looks back UNDO_S) are forgotten
+        # here, with a margin for a take decided late (held by a busy neighbour); otherwise they
+        # would stay, naming a visit that may be long gone.
         if self.set_down and self.set_down[0].event.t_end < now - 3 * UNDO_S:
             self.set_down = [d for d in self.set_down if d.event.t_end >= now - 3 * UNDO_S]
         if self.keep_log_s is not None:
@@ -841,7 +841,6 @@ class ShopFloor:
         alerts = len(self.restock)
         self._set_down(event, reaches, hyps)
         credited = [(v, tuple(c.changes[had[v]:])) for v, c in self.carts.items() if len(c.changes) > had.get(v, 0)]
-        self.set_down = [d for d in self.set_down if d.event.t_end >= event.t_end - UNDO_S]
         if len(credited) != 1:
             return
         now = {sid: self.extras.get(sid, PlateExtras()) for sid in plates}
