@@ -188,12 +188,18 @@ def test_a_track_inside_the_entry_continuing_a_newcomer_lost_outside_joins_the_w
     assert book.owner["t2"] == ("b", 0)
 
 
+def _someone_inside_since(book: VisitBook, t: float) -> None:
+    """A shopper standing deep inside from `t`: the floor has been tracked since then, so passes
+    accepted later are not taken for visits that were inside before tracking began (`_adopt`)."""
+    _feed(book, _frames({"t0": _line(t, t + 1.0, (4.0, 3.0), (4.0, 3.0))}))
+
+
 def test_a_shopper_missed_at_the_entry_does_not_hand_each_later_shopper_the_pass_before_theirs() -> None:
     """Regression (rush seed 2 filmed): a's shopper walked in unseen; b's pass was accepted 8 s later
     and b's shopper crossed. Passes were filled oldest first, so b's shopper became a's, c's became
     b's, and so on down the queue: every later pick went to the cart before the right one."""
     book = _book()
-    _feed(book, _frames({"t0": _line(T0 - 3.0, T0 - 2.0, (4.0, 3.0), (4.0, 3.0))}))  # tracking since T0 - 3
+    _someone_inside_since(book, T0 - 3.0)
     _enter(book, "a", T0)
     _enter(book, "b", T0 + 8.0)
     _feed(book, _frames({"t1": _line(T0 + 8.0, T0 + 11.0, (1.0, -0.6), (1.0, 1.5))}))
@@ -209,7 +215,7 @@ def test_a_party_member_first_seen_inside_after_the_next_pass_crossed_before_it(
     just after b's pass is accepted. At walking pace they crossed before b's pass: they are a's,
     and b's shopper, crossing next, is b's."""
     book = _book()
-    _feed(book, _frames({"t0": _line(T0 - 3.0, T0 - 2.0, (4.0, 3.0), (4.0, 3.0))}))  # tracking since T0 - 3
+    _someone_inside_since(book, T0 - 3.0)
     _enter(book, "a", T0, party=2)
     paths = {
         "t1": _line(T0, T0 + 2.0, (1.0, -0.5), (1.0, 1.5)) + _line(T0 + 2.0, T0 + 7.0, (1.0, 1.5), (2.5, 3.0)),
