@@ -185,7 +185,8 @@ class StepDetector:
         Quiet plates are summarised block by block, so where the blocks begin and end enters the
         arithmetic: the same readings cut differently can weigh a borderline change differently
         (hand-rest seed 6: a take's neighbour plate reads -0.7 g in 0.25 s blocks, -6.6 g in 0.2 s
-        ones). The shop floor feeds slices of `appliance.replay.TICK_S`.
+        ones). The shop floor feeds slices of `appliance.replay.TICK_S` ending on whole multiples of
+        it (`first_tick`), live and in replay alike, so both weigh the same readings the same way.
         """
         if len(block):
             self._now = max(self._now, float(block.t[-1]))
