@@ -454,3 +454,38 @@ def test_live_readings_are_cut_at_the_same_ticks_whenever_the_live_loop_wakes() 
         elif kind == "samples":
             times = values[: len(values) // 2]
             assert last <= min(times) and max(times) < last + TICK_S
+
+
+def test_the_live_source_skips_ahead_when_the_clock_jumps_instead_of_ticking_through_the_gap(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """At the first time sync after boot the clock may step a day ahead: the floor must not work
+    through 345,600 quarter-second ticks before it sees the shop again."""
+    from appliance.app.sources import CATCH_UP_MAX_S
+    from appliance.gate.clock import ManualClock
+    from appliance.gate.passes import ReplayCache
+    from appliance.replay import TICK_S
+    from appliance.sim.shop import default_shop
+
+    config = parse_config(default_shop(1).config_raw)
+    clock = ManualClock(1_750_000_000.1)
+    source = LiveSource(config, password="unused", cache=ReplayCache(), clock=clock)
+    ticks: list[float] = []
+
+    class Ticks:
+        def gate(self, event: GateEvent) -> None: ...
+        def track(self, point: object) -> None: ...
+        def samples(self, block: Any) -> None: ...
+        def advance(self, now: float) -> None:
+            ticks.append(now)
+        def finish(self, end: float) -> None: ...
+
+    source.catch_up(Ticks(), clock.now())
+    clock.advance(2.0)
+    source.catch_up(Ticks(), clock.now())
+    assert len(ticks) == 1 + 8
+    clock.advance(86_400.0)
+    with caplog.at_level(logging.WARNING, logger="appliance.app.sources"):
+        source.catch_up(Ticks(), clock.now())
+    assert len(ticks) == 9 + round(CATCH_UP_MAX_S / TICK_S)
+    assert ticks[-1] <= clock.now() < ticks[-1] + TICK_S and all(t % TICK_S == 0 for t in ticks)
+    assert "clock moved 86400 s ahead" in caplog.text

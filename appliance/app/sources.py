@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# How much data time the live source works through tick by tick after a pause; past that (the box's
+# clock stepped forward, say at the first time sync after boot) it jumps to this much before now.
+CATCH_UP_MAX_S = 60.0
+
 
 
 class Feed(Protocol):
@@ -240,7 +244,9 @@ class LiveSource:
     def catch_up(self, loop: Feed, now: float) -> None:
         """Apply what has arrived, one tick of data time at a time, up to the last tick at or before
         `now`: the same ticks (`first_tick`) as a replay of the same readings, whenever this runs,
-        so the live shop cuts its readings where a replay of them would and decides alike."""
+        so the live shop cuts its readings where a replay of them would and decides alike. After a
+        jump of the clock it works through at most `CATCH_UP_MAX_S` (what arrived before goes in the
+        first block), not a tick for every quarter second of the jump."""
         while True:
             try:
                 self._held.append(self._events.get_nowait())
@@ -248,6 +254,10 @@ class LiveSource:
                 break
         if self._next_tick is None:
             self._next_tick = first_tick(now) - TICK_S
+        elif now - self._next_tick > CATCH_UP_MAX_S:
+            logger.warning("the clock moved %.0f s ahead at once; the shop floor skips to %.0f s before now",
+                           now - self._next_tick, CATCH_UP_MAX_S)
+            self._next_tick = first_tick(now - CATCH_UP_MAX_S)
         while self._next_tick <= now:
             tick = self._next_tick
             due = sorted((e for e in self._held if e.t < tick), key=lambda e: e.t)
