@@ -110,6 +110,11 @@ class ShelfEvent:
     def sensors(self) -> tuple[str, ...]:
         return tuple(c.sensor for c in self.changes)
 
+    @property
+    def main_plate(self) -> str:
+        """The plate that changed most (where the hand was, for a unit across a seam)."""
+        return max(self.changes, key=lambda c: abs(c.delta_g)).sensor
+
 
 @dataclass(frozen=True, slots=True)
 class TrackPoint:

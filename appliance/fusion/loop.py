@@ -745,7 +745,7 @@ class ShopFloor:
         hand seen, or no `[[stock]] at` for them, the weight alone decides.
         """
         best = hyps[0]
-        plate = self.sensors[max(event.changes, key=lambda c: abs(c.delta_g)).sensor]
+        plate = self.sensors[event.main_plate]
         group = self._alternatives(best, hyps, plate)
         if len(group) < 2:
             return best, list(hyps)
@@ -926,7 +926,7 @@ class ShopFloor:
 
     def _set_down(self, event: ShelfEvent, reaches: Sequence[Reach], hyps: Sequence[Hypothesis]) -> None:
         best = hyps[0]
-        main_plate = max(event.changes, key=lambda c: abs(c.delta_g)).sensor
+        main_plate = event.main_plate
         if best.unexplained or all(i.sku.startswith("foreign:") for i in best.items):
             # Its weight was measured once, and a palm that rested there pushed with a varying force.
             self._add_foreign(main_plate, event, abs(event.delta_g), FOREIGN_SPREAD)
