@@ -118,13 +118,18 @@ class ShelfEvent:
 
 @dataclass(frozen=True, slots=True)
 class TrackPoint:
-    """Where one tracked person is on the floor (metres), and their shelf-side hand if known."""
+    """Where one tracked person is on the floor (metres), and their shelf-side hand if known.
+
+    `stature` is the person's height as the cameras measured it at `t` (metres), when the box's own
+    vision tracker saw their whole figure; it stays in memory (never in tracks.csv or a log).
+    """
 
     t: float
     track: str
     x: float
     y: float
     hand: tuple[float, float, float] | None = None
+    stature: float | None = None
 
     def __post_init__(self) -> None:
         _finite("t", self.t)
@@ -137,6 +142,8 @@ class TrackPoint:
                 raise ValueError(f"hand must be (x, y, z), got {self.hand!r}")
             for v in self.hand:
                 _finite("hand", v)
+        if self.stature is not None:
+            _finite("stature", self.stature)
 
 
 @dataclass(frozen=True, slots=True)

@@ -446,3 +446,49 @@ def test_a_pass_nobody_came_in_on_closes_empty_after_the_unseen_limit() -> None:
     assert book.visits["a"].left is None
     book.tick(T0 + 901.0)
     assert book.visits["a"].left == T0 + 901.0
+
+
+def _trade_unseen(heights: tuple[float, float], meet: bool) -> VisitBook:
+    """Shoppers A (pass a, tracker id p) and B (pass b, id q) of the given heights stand apart for
+    3 s, walk to one spot (side by side within 5 cm when `meet`, else 2 m apart) and leave it in
+    different directions, A to (1.5, 3.0) and B to (3.5, 3.0). Leaving, the tracker has traded
+    their ids: p follows B and q follows A, with nothing in the positions to show it. The cameras
+    measure each person's height within a centimetre."""
+    book = _book()
+    _enter(book, "a", T0, "p")
+    _enter(book, "b", T0, "q")
+    meet_a, meet_b = ((2.5, 2.0), (2.55, 2.0)) if meet else ((2.0, 2.0), (4.0, 2.0))
+    a = _line(T0, T0 + 3.0, (1.5, 2.0), (1.5, 2.0)) + _line(T0 + 3.0, T0 + 5.0, (1.5, 2.0), meet_a) \
+        + _line(T0 + 5.0, T0 + 9.0, meet_a, (1.5, 3.0))
+    b = _line(T0, T0 + 3.0, (3.5, 2.0), (3.5, 2.0)) + _line(T0 + 3.0, T0 + 5.0, (3.5, 2.0), meet_b) \
+        + _line(T0 + 5.0, T0 + 9.0, meet_b, (3.5, 3.0))
+    wobble = [0.0, 0.01, -0.01, 0.005, -0.005]
+    for k, ((t, ax, ay), (_, bx, by)) in enumerate(zip(a, b, strict=True)):
+        traded = t >= T0 + 5.0
+        who = {"p": (bx, by, heights[1]) if traded else (ax, ay, heights[0]),
+               "q": (ax, ay, heights[0]) if traded else (bx, by, heights[1])}
+        for tid, (x, y, h) in who.items():
+            book.track(TrackPoint(t, tid, x, y, stature=h + wobble[k % len(wobble)]))
+    return book
+
+
+def _where(book: VisitBook, nonce: str) -> tuple[float, float]:
+    last = book.last_seen(book.visits[nonce].people[0])
+    assert last is not None
+    return last.last_xy
+
+
+def test_ids_traded_where_two_shoppers_stood_together_are_handed_back_by_their_heights() -> None:
+    """Regression (filmed rush seeds 3 and 4): two shoppers met, and the tracker traded their ids as
+    they parted, where positions could not show it. Their heights could: each id now measured as
+    tall as the other shopper was when they came in."""
+    book = _trade_unseen((1.60, 1.85), meet=True)
+    assert np.hypot(*np.subtract(_where(book, "a"), (1.5, 3.0))) < 0.1
+    assert np.hypot(*np.subtract(_where(book, "b"), (3.5, 3.0))) < 0.1
+
+
+def test_heights_too_alike_or_shoppers_who_never_met_leave_the_ids_as_they_are() -> None:
+    alike = _trade_unseen((1.70, 1.74), meet=True)  # 4 cm: within what the cameras' heights can tell
+    assert np.hypot(*np.subtract(_where(alike, "a"), (3.5, 3.0))) < 0.1
+    apart = _trade_unseen((1.60, 1.85), meet=False)  # 2 m apart: ids are not traded across a shop
+    assert np.hypot(*np.subtract(_where(apart, "a"), (3.5, 3.0))) < 0.1

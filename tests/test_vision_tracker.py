@@ -309,3 +309,23 @@ def test_a_weak_false_box_at_a_shelf_does_not_hold_a_shoppers_track_for_long(sho
     end = out[-1]
     assert [p.track for p in end] == list(first)  # found again: the same shopper, not a new one
     assert np.hypot(end[0].x - 4.5, end[0].y - 3.2) < 0.1
+
+
+def test_each_point_carries_the_height_the_cameras_measured_now_and_none_while_hidden(shop, lenses):
+    """The VisitBook tells traded ids apart by height (TrackPoint.stature): the tracker reports
+    the height it measured at that moment, not the track's running average, and nothing for a
+    person it only remembers."""
+    path = walk(ENTRY, (3.0, 2.4), 3.0)
+    tracker = FloorTracker(shop)
+    measured = []
+    for k, xy in enumerate(path):
+        t = 1000.0 + k / FPS
+        frames = []
+        for cam_id, cam in lenses.items():
+            row = box_of(cam, xy, 1.62)
+            frames.append(Detections(t, cam_id, np.array([row] if row else [], dtype=np.float64).reshape(-1, 5)))
+        measured += [p.stature for p in tracker.update(t, frames)]
+    heights = [h for h in measured if h is not None]
+    assert len(heights) >= len(measured) - 2 and abs(float(np.median(heights)) - 1.62) < 0.03
+    hidden = tracker.update(1000.0 + len(path) / FPS, [])
+    assert hidden and all(p.stature is None for p in hidden)

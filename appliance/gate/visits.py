@@ -60,6 +60,14 @@ SWAP_RATIO_JUMP = 0.4
 VELOCITY_WINDOW_S = 0.6
 MAX_SPEED_M_S = 2.0
 MISSED_WITHIN_S = 0.6
+# Heights the cameras measure (TrackPoint.stature; about 7 cm error each): a person's own is the
+# median of the first STATURE_LEARN_N readings on their tracks; a track's recent one, the median of
+# at least STATURE_RECENT_N readings in the last STATURE_RECENT_S.
+STATURE_LEARN_N = 20
+STATURE_RECENT_S = 2.0
+STATURE_RECENT_N = 10
+STATURE_APART_M = 0.08  # two people this different in height can be told apart by it
+STATURE_MATCH_M = 0.04  # a recent height this close to a person's is theirs
 
 
 def _velocity(h: TrackHistory, before: float) -> tuple[float, float] | None:
@@ -112,6 +120,14 @@ class Person:
     left: float | None = None
     also: tuple[str, ...] = ()  # other visits this person may belong to, when binding could not tell
     seen: float = -math.inf  # when the floor last reported any of their tracks
+    heights: list[float] = field(default_factory=list)  # the first measured heights (memory only)
+
+    @property
+    def stature(self) -> float:
+        """Their height as first measured, NaN until STATURE_LEARN_N readings."""
+        if len(self.heights) < STATURE_LEARN_N:
+            return math.nan
+        return float(sorted(self.heights)[len(self.heights) // 2])
 
 
 @dataclass(slots=True)
@@ -167,6 +183,7 @@ class VisitBook:
         self._serial = 0
         self._handed_on: set[str] = set()
         self._frame_t = -math.inf
+        self._heights: dict[str, list[tuple[float, float]]] = {}  # recent (t, height) per internal track
         self._frame: list[str] = []
         floor = config.floor
         self._entry = floor.entry
@@ -329,7 +346,15 @@ class VisitBook:
             if owned is None:
                 return
         if owned[0] in self.visits:
-            self.visits[owned[0]].people[owned[1]].seen = p.t
+            person = self.visits[owned[0]].people[owned[1]]
+            person.seen = p.t
+            if p.stature is not None:
+                recent = self._heights.setdefault(internal, [])
+                recent.append((p.t, p.stature))
+                if recent[0][0] < p.t - STATURE_RECENT_S:
+                    self._heights[internal] = [r for r in recent if r[0] >= p.t - STATURE_RECENT_S]
+                if len(person.heights) < STATURE_LEARN_N:
+                    person.heights.append(p.stature)
         if len(h.t) >= 2 and owned[0] in self.visits:
             step = crosses((h.x[-2], h.y[-2]), (h.x[-1], h.y[-1]), self._exit)
             if step != 0 and step != self._inside_exit:
@@ -491,6 +516,55 @@ class VisitBook:
                 self._swap(a, best[1], move_b=False)
                 done.update((a, best[1]))
         self._follow_encounters(bound, done)
+        self._repair_by_stature(bound, done)
+
+    def _recent_height(self, tid: str) -> float:
+        """The median height measured on this track in the last STATURE_RECENT_S, NaN if too few."""
+        recent = [h for t, h in self._heights.get(tid, ()) if t >= self._frame_t - STATURE_RECENT_S]
+        if len(recent) < STATURE_RECENT_N:
+            return math.nan
+        return float(sorted(recent)[len(recent) // 2])
+
+    def _repair_by_stature(self, bound: list[str], done: set[str]) -> None:
+        """Ids the tracker traded unnoticed: two shoppers of different heights each now measure as
+        tall as the other was when they came in, and they passed close to each other lately. Each
+        id then continues the other person (the cameras' heights: `TrackPoint.stature`)."""
+        now = [(tid, self._recent_height(tid)) for tid in bound if tid not in done]
+        now = [(tid, h) for tid, h in now if math.isfinite(h)]
+        for (a, ha), (b, hb) in itertools.combinations(now, 2):
+            if a in done or b in done or self.owner[a][0] == self.owner[b][0]:
+                continue
+            pa, pb = self._person_of(a), self._person_of(b)
+            if pa is None or pb is None:
+                continue
+            sa, sb = pa.stature, pb.stature
+            if not abs(sa - sb) >= STATURE_APART_M:
+                continue  # (NaN: not learned yet)
+            if abs(ha - sb) > STATURE_MATCH_M or abs(hb - sa) > STATURE_MATCH_M:
+                continue
+            if not self._met_lately(a, b):
+                continue
+            self._swap(a, b)
+            done.update((a, b))
+            logger.debug("repaired an id swap by the shoppers' heights")
+
+    def _person_of(self, tid: str) -> Person | None:
+        nonce, person = self.owner[tid]
+        visit = self.visits.get(nonce)
+        return visit.people[person] if visit is not None else None
+
+    def _met_lately(self, a: str, b: str) -> bool:
+        """Whether tracks a and b were within SWAP_NEAR_M of each other in the last STATURE_RECENT_S
+        and a second more (when the ids may have been traded)."""
+        ha, hb = self.memory.tracks.get(a), self.memory.tracks.get(b)
+        if ha is None or hb is None:
+            return False
+        ta, xya, _ = ha.window(self._frame_t - STATURE_RECENT_S - 1.0, self._frame_t)
+        for t, (x, y) in zip(ta, xya):
+            other = hb.position_at(float(t))
+            if other is not None and math.dist((float(x), float(y)), other) <= SWAP_NEAR_M:
+                return True
+        return False
 
     def _missed_this_frame(self) -> list[str]:
         """People recently seen but not in this frame under any of their tracks, each as the newest
@@ -856,6 +930,7 @@ class VisitBook:
             self._handed_on -= dead
         self.unbound = {tid: h for tid, h in self.unbound.items() if h.t and h.last_t >= cutoff}
         self.crossed = {tid: t for tid, t in self.crossed.items() if t >= cutoff}
+        self._heights = {tid: hs for tid, hs in self._heights.items() if hs and hs[-1][0] >= cutoff}
         self._postponed = {tid: c for tid, c in self._postponed.items() if tid in self.unbound}
 
     def close_all(self, t: float) -> list[Visit]:

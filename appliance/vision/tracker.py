@@ -178,8 +178,9 @@ class FloorTracker:
     never continues a person hidden inside for longer than `ENTRY_RELINK_S` (nobody walks back in
     through the one-way entry: it is the next shopper). A person lost inside the shop is reported
     at their last place for `SHOW_LOST_S` and found again when they reappear within walking
-    distance, for up to `keep_inside_s`; one lost at the exit has left. Heights and positions
-    stay in memory; nothing here logs or stores them.
+    distance, for up to `keep_inside_s`; one lost at the exit has left. Each point carries the
+    height measured at that moment (`TrackPoint.stature`, for the VisitBook's identity checks).
+    Heights and positions stay in memory; nothing here logs or stores them.
 
     Args:
         config: the store: floor, entry, exit and the cameras' calibrations.
@@ -252,6 +253,10 @@ class FloorTracker:
                 taken.append((camera, xy, cov))
             leftovers.append((camera, seen.take(fresh), score[fresh]))
         book.correct(t, continued, self.settings.score_high)
+        measured: dict[int, list[float]] = {}
+        for tr, _xy, _cov, _score, height in continued:
+            if math.isfinite(height):
+                measured.setdefault(id(tr), []).append(height)
         new = fuse_sightings(leftovers, self.settings.fuse_m)
         for i in range(len(new.xy)):
             if not any(c not in new.cameras[i] and _same_person(new.xy[i], new.cov[i], xy, cov, self.settings.fuse_m)
@@ -263,7 +268,9 @@ class FloorTracker:
             if not tr.confirmed or (tr.seen != t and (self._space.leaving(tr) or tr.lost_for(t) > SHOW_LOST_S)):
                 continue
             x, y = tr.motion.position
-            out.append(TrackPoint(t, f"t{tr.number}", float(x), float(y)))
+            heights = measured.get(id(tr)) if tr.seen == t else None
+            out.append(TrackPoint(t, f"t{tr.number}", float(x), float(y),
+                                  stature=float(np.mean(heights)) if heights else None))
         return out
 
     @property
