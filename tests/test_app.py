@@ -384,6 +384,33 @@ def test_a_gate_whose_visit_cannot_be_stored_stays_shut() -> None:
     assert source.keeper.present("gate1", other) is not None and stored == ["c2h1dC1nYXRlLW5vbmNlLTI"]
 
 
+class FeedLog:
+    """A `Feed` that writes down what a live source hands the core loop, in order: gate events by
+    time, sample blocks by their times and grams, ticks by time. A live source has no tracks."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[float, ...]]] = []
+
+    def gate(self, event: GateEvent) -> None:
+        self.calls.append(("gate", (event.t,)))
+
+    def track(self, point: object) -> None:
+        raise AssertionError("the live source has no tracks")
+
+    def samples(self, block: Any) -> None:
+        self.calls.append(("samples", tuple(block.t.tolist()) + tuple(block.grams.tolist())))
+
+    def advance(self, now: float) -> None:
+        self.calls.append(("advance", (now,)))
+
+    def finish(self, end: float) -> None:
+        raise AssertionError("not finished")
+
+    @property
+    def ticks(self) -> list[float]:
+        return [values[0] for kind, values in self.calls if kind == "advance"]
+
+
 def test_live_readings_are_cut_at_the_same_ticks_whenever_the_live_loop_wakes() -> None:
     """The step detector's events depend on where readings are cut into blocks, so the live shop
     must cut them where a replay would (whole multiples of TICK_S), not wherever its thread wakes."""
@@ -406,28 +433,11 @@ def test_live_readings_are_cut_at_the_same_ticks_whenever_the_live_loop_wakes() 
     text = issue_pass(issuer_key(1), {"iss": ISSUER, "tok": "cus_a/pm_b", "iat": t0_ms // 1000 - 5,
                                       "exp": t0_ms // 1000 + 300, "nonce": "bGl2ZS10aWNrcy1ub25jZS0x"})  # fmt: skip
 
-    def fed(wakes: list[float]) -> list[tuple[str, tuple[float, ...]]]:
+    def fed(wakes: list[float]) -> FeedLog:
         clock = ManualClock(t0_ms / 1000)
         source = LiveSource(config, password="unused", cache=ReplayCache(), clock=clock, lag_s=0.5)
         source.attach(lambda claims, entered_at: "v1")
-        calls: list[tuple[str, tuple[float, ...]]] = []
-
-        class Recorder:
-            def gate(self, event: GateEvent) -> None:
-                calls.append(("gate", (event.t,)))
-
-            def track(self, point: object) -> None:
-                raise AssertionError("the live source has no tracks")
-
-            def samples(self, block: Any) -> None:
-                calls.append(("samples", tuple(block.t.tolist()) + tuple(block.grams.tolist())))
-
-            def advance(self, now: float) -> None:
-                calls.append(("advance", (now,)))
-
-            def finish(self, end: float) -> None:
-                raise AssertionError("not finished")
-
+        log = FeedLog()
         sent, presented = 0, False
         for wake in wakes:
             if wake >= 1.3 and not presented:  # a pass scanned at 1.3 s, whenever the loop wakes
@@ -439,16 +449,16 @@ def test_live_readings_are_cut_at_the_same_ticks_whenever_the_live_loop_wakes() 
                 _, plate, body = payloads[sent]
                 assert source.ingest.weight(plate, body)
                 sent += 1
-            source.catch_up(Recorder(), clock.now() - 0.5)
-        return calls
+            source.catch_up(log, clock.now() - 0.5)
+        return log
 
     steady = fed([0.13] + [0.25 * k for k in range(1, 19)])
     irregular = fed([0.13, 0.61, 0.62, 1.9, 2.05, 3.3, 4.5])
-    assert steady == irregular
-    ticks = [t for kind, (t, *_) in steady if kind == "advance"]
+    assert steady.calls == irregular.calls
+    ticks = steady.ticks
     assert ticks == [ticks[0] + TICK_S * k for k in range(len(ticks))] and ticks[0] % TICK_S == 0
     last = -math.inf
-    for kind, values in steady:
+    for kind, values in steady.calls:
         if kind == "advance":
             last = values[0]
         elif kind == "samples":
@@ -469,23 +479,15 @@ def test_the_live_source_skips_ahead_when_the_clock_jumps_instead_of_ticking_thr
     config = parse_config(default_shop(1).config_raw)
     clock = ManualClock(1_750_000_000.1)
     source = LiveSource(config, password="unused", cache=ReplayCache(), clock=clock)
-    ticks: list[float] = []
-
-    class Ticks:
-        def gate(self, event: GateEvent) -> None: ...
-        def track(self, point: object) -> None: ...
-        def samples(self, block: Any) -> None: ...
-        def advance(self, now: float) -> None:
-            ticks.append(now)
-        def finish(self, end: float) -> None: ...
-
-    source.catch_up(Ticks(), clock.now())
+    fed = FeedLog()
+    source.catch_up(fed, clock.now())
     clock.advance(2.0)
-    source.catch_up(Ticks(), clock.now())
-    assert len(ticks) == 1 + 8
+    source.catch_up(fed, clock.now())
+    assert len(fed.ticks) == 1 + 8
     clock.advance(86_400.0)
     with caplog.at_level(logging.WARNING, logger="appliance.app.sources"):
-        source.catch_up(Ticks(), clock.now())
+        source.catch_up(fed, clock.now())
+    ticks = fed.ticks
     assert len(ticks) == 9 + round(CATCH_UP_MAX_S / TICK_S)
     assert ticks[-1] <= clock.now() < ticks[-1] + TICK_S and all(t % TICK_S == 0 for t in ticks)
     assert "clock moved 86400 s ahead" in caplog.text
